@@ -1,0 +1,318 @@
+//! `bitnet`: the native command-line shell over bitnet-core and bitnet-gpu. Every command takes
+//! `--json` for machine-readable output. GPU work is async in the libraries; this binary blocks on
+//! it at the top with pollster.
+
+mod files;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bitnet_core::model::Model;
+use bitnet_core::packed::PackedModel;
+use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, Quantizer, ScaleMode};
+use bitnet_core::summary::{ModelSummary, human_bytes};
+use bitnet_core::tokenizer::Tokenizer;
+use bitnet_core::{Packing, Schedule};
+use bitnet_gpu::Gpu;
+use bitnet_gpu::packer::{PackOptions, pack_model};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::files::DirFiles;
+
+#[derive(Parser)]
+#[command(name = "bitnet", version, about = "Turn a local language model into a BitNet b1.58 ternary model on your own GPU.")]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the GPU adapter: name, backend, device type, limits and features.
+    Info,
+    /// Summarize a Hugging Face model folder (config.json, tokenizer.json, *.safetensors).
+    Inspect {
+        /// Folder with config.json and the .safetensors weights.
+        model_dir: PathBuf,
+    },
+    /// Print λ at every optimizer step of a schedule.
+    Schedule {
+        /// Total optimizer steps.
+        #[arg(long)]
+        steps: u64,
+        /// Fraction of the steps over which λ ramps from 0 to 1.
+        #[arg(long = "lambda-warmup-frac", alias = "lambda_warmup_frac", default_value_t = 0.4)]
+        lambda_warmup_frac: f64,
+        /// linear | sigmoid:K | exp:K | step:N | const:V
+        #[arg(long, default_value = "linear")]
+        shape: Schedule,
+        /// In text output, print every K-th step only (the last step is always printed).
+        #[arg(long, default_value_t = 1)]
+        every: u64,
+    },
+    /// Ternarize every projection of a model into a packed file (GPU when available).
+    Pack {
+        model_dir: PathBuf,
+        /// Output file (a safetensors container, see docs/FORMAT.md).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
+        quantizer: QuantizerArg,
+        /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Scale of the threshold quantizer: optimal (mean |W| of non-zero codes) or absmean (the seed's).
+        #[arg(long)]
+        scale: Option<ScaleMode>,
+        /// 2bit (4 weights per byte) or trit5 (5 per byte).
+        #[arg(long, default_value = "2bit")]
+        packing: Packing,
+        /// Ternarize lm_head too (the seed did; it usually hurts).
+        #[arg(long)]
+        quantize_lm_head: bool,
+        /// Quantize on the CPU even when a GPU adapter exists.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Write a Hugging Face folder with the dequantized weights (γ·q), config and tokenizer.
+    Unpack {
+        /// A packed file written by `bitnet pack`.
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantizerArg {
+    Absmean,
+    Threshold,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info(cli.json),
+        Command::Inspect { model_dir } => inspect(&model_dir, cli.json),
+        Command::Schedule { steps, lambda_warmup_frac, shape, every } => schedule(steps, lambda_warmup_frac, shape, every, cli.json),
+        Command::Pack { model_dir, out, quantizer, threshold, scale, packing, quantize_lm_head, cpu } => {
+            quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
+                let opts = PackOptions { quantizer, packing, quantize_lm_head };
+                pack(&model_dir, &out, &opts, cpu, cli.json)
+            })
+        }
+        Command::Unpack { file, out } => unpack(&file, &out, cli.json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), String>;
+
+fn print_json(v: &impl serde::Serialize) -> CliResult {
+    let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    println!("{s}");
+    Ok(())
+}
+
+fn info(json: bool) -> CliResult {
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let r = gpu.report();
+    if json {
+        return print_json(&r);
+    }
+    println!("adapter:     {}", r.name);
+    println!("backend:     {}", r.backend);
+    println!("device type: {}", r.device_type);
+    println!("driver:      {} {}", r.driver, r.driver_info);
+    println!("limits:");
+    for (k, v) in &r.limits {
+        println!("  {k:<40} {v}");
+    }
+    println!("features:    {}", if r.features.is_empty() { "(none)".to_string() } else { r.features.join(", ") });
+    Ok(())
+}
+
+fn open_model(dir: &std::path::Path) -> Result<(DirFiles, Model), String> {
+    let files = DirFiles::open(dir)?;
+    let model = pollster::block_on(Model::open(&files)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok((files, model))
+}
+
+fn inspect(dir: &std::path::Path, json: bool) -> CliResult {
+    let (_files, model) = open_model(dir)?;
+    let tokenizer_vocab = match &model.tokenizer_json {
+        Some(b) => Some(Tokenizer::from_bytes("tokenizer.json", b).map_err(|e| format!("{}: {e}", dir.display()))?.vocab_size()),
+        None => None,
+    };
+    let s = ModelSummary::new(&model, tokenizer_vocab);
+    let gpu = pollster::block_on(Gpu::new()).ok();
+    let limits = gpu.as_ref().map(|g| {
+        let notes = s.finetune_memory.limit_notes(g.limits.max_buffer_size, g.limits.max_storage_buffer_binding_size as u64);
+        (g.info.name.clone(), notes)
+    });
+    if json {
+        let v = serde_json::json!({
+            "summary": s,
+            "adapter": limits.as_ref().map(|(n, _)| n),
+            "limit_notes": limits.as_ref().map(|(_, notes)| notes),
+        });
+        return print_json(&v);
+    }
+    println!("model:          {} ({})", s.architecture, s.model_type);
+    println!("layers:         {}", s.layers);
+    println!("hidden size:    {} (intermediate {})", s.hidden_size, s.intermediate_size);
+    println!("heads:          {} attention, {} key/value, head dim {}", s.attention_heads, s.kv_heads, s.head_dim);
+    match s.tokenizer_vocab {
+        Some(t) => println!("vocab:          {} (tokenizer.json: {t})", s.vocab_size),
+        None => println!("vocab:          {} (no tokenizer.json)", s.vocab_size),
+    }
+    println!("embeddings:     {}", if s.tied_embeddings { "tied" } else { "untied" });
+    println!("parameters:     {} ({} become ternary)", s.parameters, s.ternary_parameters);
+    println!("weights:        {} in {} ({})", human_bytes(s.weight_bytes), s.weight_files.join(", "), s.dtypes.join(", "));
+    let m = &s.finetune_memory;
+    println!(
+        "fine-tune GPU memory (batch {}, {} tokens, f32): {} = weights {} + gradients {} + AdamW {} + activations {}",
+        m.batch,
+        m.seq_len,
+        human_bytes(m.total),
+        human_bytes(m.weights),
+        human_bytes(m.gradients),
+        human_bytes(m.optimizer),
+        human_bytes(m.activations)
+    );
+    match limits {
+        Some((name, notes)) => notes.iter().for_each(|n| println!("  on {name}: {n}")),
+        None => println!("  no GPU adapter found: cannot compare with its limits"),
+    }
+    Ok(())
+}
+
+fn schedule(steps: u64, frac: f64, shape: Schedule, every: u64, json: bool) -> CliResult {
+    if !(0.0..=1.0).contains(&frac) {
+        return Err(format!("--lambda-warmup-frac must be in [0, 1], got {frac}"));
+    }
+    let trace = shape.trace(steps, frac);
+    if json {
+        return print_json(&serde_json::json!({
+            "shape": shape.to_string(),
+            "steps": steps,
+            "lambda_warmup_frac": frac,
+            "warmup_steps": Schedule::warmup_steps(steps, frac),
+            "lambda": trace,
+        }));
+    }
+    println!("step\tlambda");
+    let every = every.max(1);
+    for (s, l) in trace.iter().enumerate() {
+        if s as u64 % every == 0 || s as u64 == steps {
+            println!("{s}\t{l}");
+        }
+    }
+    Ok(())
+}
+
+fn quantizer_from_args(q: QuantizerArg, threshold: Option<f32>, scale: Option<ScaleMode>) -> Result<Quantizer, String> {
+    match q {
+        QuantizerArg::Absmean => {
+            if threshold.is_some() || scale.is_some() {
+                return Err("--threshold and --scale apply to --quantizer threshold only".into());
+            }
+            Ok(Quantizer::Absmean)
+        }
+        QuantizerArg::Threshold => {
+            let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
+            if !(ratio.is_finite() && ratio >= 0.0) {
+                return Err(format!("--threshold must be a non-negative number, got {ratio}"));
+            }
+            Ok(Quantizer::Threshold { ratio, scale: scale.unwrap_or(ScaleMode::Optimal) })
+        }
+    }
+}
+
+fn pack(dir: &std::path::Path, out: &std::path::Path, opts: &PackOptions, cpu: bool, json: bool) -> CliResult {
+    let (files, model) = open_model(dir)?;
+    let gpu = if cpu {
+        None
+    } else {
+        match pollster::block_on(Gpu::new()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("note: {e}; quantizing on the CPU");
+                None
+            }
+        }
+    };
+    if let (Some(g), false) = (&gpu, json) {
+        println!("quantizing on {} ({:?})", g.info.name, g.info.backend);
+    }
+    let (bytes, report) = pollster::block_on(pack_model(gpu.as_ref(), &model, &files, opts, |t| {
+        if !json {
+            match t.sparsity {
+                Some(sp) => println!(
+                    "{:<48} {:>14} ternary  sparsity {:5.1}%  {:.2} bits/weight  scale {:.5}  [{}]",
+                    t.name,
+                    format!("{:?}", t.shape),
+                    sp * 100.0,
+                    t.bits_per_weight,
+                    t.scale.unwrap_or(0.0),
+                    t.device
+                ),
+                None => println!("{:<48} {:>14} kept     {:.0} bits/weight", t.name, format!("{:?}", t.shape), t.bits_per_weight),
+            }
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    std::fs::write(out, &bytes).map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+    if json {
+        return print_json(&report);
+    }
+    println!(
+        "wrote {}: {} from {} of weights ({:.1}× smaller); {} ternary weights, {:.1}% zero",
+        out.display(),
+        human_bytes(report.bytes_out),
+        human_bytes(report.bytes_in),
+        report.bytes_in as f64 / report.bytes_out.max(1) as f64,
+        report.ternary_parameters,
+        report.mean_sparsity * 100.0
+    );
+    Ok(())
+}
+
+fn unpack(file: &std::path::Path, out: &std::path::Path, json: bool) -> CliResult {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let packed = PackedModel::parse(&name, &bytes).map_err(|e| e.to_string())?;
+    let hf = packed.unpack_to_hf().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    for (fname, data) in &hf {
+        let path = out.join(fname);
+        std::fs::write(&path, data).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    if json {
+        return print_json(&serde_json::json!({
+            "out": out.display().to_string(),
+            "files": hf.keys().collect::<Vec<_>>(),
+            "ternary_tensors": packed.shapes.len(),
+            "packing": packed.packing.name(),
+            "quantizer": packed.quantizer.name(),
+        }));
+    }
+    println!(
+        "wrote {} ({}): {} ternary tensors ({} packing, {} quantizer) dequantized to γ·q",
+        out.display(),
+        hf.keys().cloned().collect::<Vec<_>>().join(", "),
+        packed.shapes.len(),
+        packed.packing.name(),
+        packed.quantizer.name()
+    );
+    Ok(())
+}

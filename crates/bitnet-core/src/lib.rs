@@ -1,0 +1,23 @@
+//! bitnet-core: everything of bitnet-studio that needs no GPU — model config, safetensors, tokenizer,
+//! the parameter table, λ schedules, ternary quantizers (the CPU reference), bit packing and the
+//! packed model format. Builds for native and wasm32; reads bytes, never the filesystem.
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod pack;
+pub mod packed;
+pub mod params;
+pub mod quant;
+pub mod safetensors;
+pub mod schedule;
+pub mod summary;
+pub mod tokenizer;
+
+pub use config::ModelConfig;
+pub use error::{CoreError, Result};
+pub use model::{MemoryFiles, Model, ModelFiles};
+pub use pack::Packing;
+pub use quant::{Quantizer, ScaleMode, Ternary};
+pub use schedule::Schedule;
+pub use summary::ModelSummary;

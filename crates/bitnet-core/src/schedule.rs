@@ -1,0 +1,153 @@
+//! λ schedules (DESIGN.md §2): how far each linear weight is blended toward its ternary value at
+//! optimizer step `s`. Every schedule is a pure function of (s, steps, warmup_frac), shared by the
+//! trainer, the CLI and the UI charts. With w = floor(steps × warmup_frac), λ reaches 1 at s = w and
+//! stays there; w = 0 means λ = 1 from step 0.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "shape", rename_all = "snake_case")]
+pub enum Schedule {
+    /// The seed's ramp: λ = s / w.
+    Linear,
+    /// A logistic ramp of steepness k, rescaled to be exactly 0 at s = 0 and 1 at s = w.
+    Sigmoid { k: f64 },
+    /// 1 − (1 − s/w)^k: fast at first, slow at the end.
+    Exp { k: f64 },
+    /// n equal plateaus: λ = floor(n·s/w)/n.
+    Step { n: u32 },
+    /// A constant λ = v during warmup (then 1).
+    Const { v: f64 },
+}
+
+impl Schedule {
+    /// Number of warmup steps: floor(steps × warmup_frac).
+    pub fn warmup_steps(steps: u64, warmup_frac: f64) -> u64 {
+        (steps as f64 * warmup_frac).floor().max(0.0) as u64
+    }
+
+    /// λ at optimizer step `s`.
+    pub fn lambda(&self, s: u64, steps: u64, warmup_frac: f64) -> f64 {
+        let w = Self::warmup_steps(steps, warmup_frac);
+        if w == 0 || s >= w {
+            return 1.0;
+        }
+        let x = s as f64 / w as f64; // in [0, 1)
+        let l = match *self {
+            Schedule::Linear => x,
+            Schedule::Sigmoid { k } => {
+                let sig = |t: f64| 1.0 / (1.0 + (-k * (t - 0.5)).exp());
+                let (lo, hi) = (sig(0.0), sig(1.0));
+                (sig(x) - lo) / (hi - lo)
+            }
+            Schedule::Exp { k } => 1.0 - (1.0 - x).powf(k),
+            Schedule::Step { n } => (x * n as f64).floor() / n as f64,
+            Schedule::Const { v } => v,
+        };
+        l.clamp(0.0, 1.0)
+    }
+
+    /// λ at every step 0..=steps.
+    pub fn trace(&self, steps: u64, warmup_frac: f64) -> Vec<f64> {
+        (0..=steps).map(|s| self.lambda(s, steps, warmup_frac)).collect()
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Linear => write!(f, "linear"),
+            Schedule::Sigmoid { k } => write!(f, "sigmoid:{k}"),
+            Schedule::Exp { k } => write!(f, "exp:{k}"),
+            Schedule::Step { n } => write!(f, "step:{n}"),
+            Schedule::Const { v } => write!(f, "const:{v}"),
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    /// `linear`, `sigmoid:K`, `exp:K`, `step:N` or `const:V`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        let num = |what: &str| -> Result<f64, String> {
+            let a = arg.ok_or_else(|| format!("schedule `{name}` needs a value: `{name}:{what}`"))?;
+            a.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("schedule `{s}`: `{a}` is not a number"))
+        };
+        let sched = match name {
+            "linear" if arg.is_none() => Schedule::Linear,
+            "sigmoid" => Schedule::Sigmoid { k: num("K")? },
+            "exp" => Schedule::Exp { k: num("K")? },
+            "step" => {
+                let n = num("N")?;
+                if n < 1.0 || n.fract() != 0.0 || n > u32::MAX as f64 {
+                    return Err(format!("schedule `{s}`: the number of plateaus must be a positive integer"));
+                }
+                Schedule::Step { n: n as u32 }
+            }
+            "const" => Schedule::Const { v: num("V")? },
+            _ => {
+                return Err(format!(
+                    "unknown schedule `{s}`; expected linear, sigmoid:K, exp:K, step:N or const:V"
+                ));
+            }
+        };
+        match sched {
+            Schedule::Sigmoid { k } | Schedule::Exp { k } if k <= 0.0 => {
+                Err(format!("schedule `{s}`: K must be positive"))
+            }
+            Schedule::Const { v } if !(0.0..=1.0).contains(&v) => {
+                Err(format!("schedule `{s}`: V must be in [0, 1]"))
+            }
+            ok => Ok(ok),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_matches_the_seed_trace() {
+        let l = Schedule::Linear;
+        let got: Vec<f64> = [0, 100, 200, 300, 400, 500].iter().map(|&s| l.lambda(s, 1000, 0.4)).collect();
+        assert_eq!(got, vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn zero_warmup_is_one_from_the_start() {
+        for s in ["linear", "sigmoid:8", "exp:3", "step:4", "const:0.3"] {
+            let sched: Schedule = s.parse().unwrap();
+            assert_eq!(sched.lambda(0, 1000, 0.0), 1.0, "{s}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_monotone_and_hit_the_ends() {
+        for s in ["linear", "sigmoid:10", "exp:2", "step:5"] {
+            let sched: Schedule = s.parse().unwrap();
+            let t = sched.trace(100, 0.5);
+            assert_eq!(t[0], 0.0, "{s}");
+            assert_eq!(t[50], 1.0, "{s}");
+            assert!(t.windows(2).all(|w| w[1] >= w[0]), "{s} not monotone");
+        }
+        assert_eq!(Schedule::Step { n: 4 }.lambda(26, 100, 1.0), 0.25);
+        assert_eq!(Schedule::Const { v: 0.3 }.lambda(10, 100, 0.5), 0.3);
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        assert!("cubic".parse::<Schedule>().unwrap_err().contains("unknown schedule"));
+        assert!("step:0".parse::<Schedule>().unwrap_err().contains("positive integer"));
+        assert!("sigmoid".parse::<Schedule>().unwrap_err().contains("needs a value"));
+        assert!("const:2".parse::<Schedule>().unwrap_err().contains("[0, 1]"));
+    }
+}

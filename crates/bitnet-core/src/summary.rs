@@ -1,0 +1,163 @@
+//! The model summary that `bitnet inspect` and the app show, with a memory plan for fine-tuning.
+
+use crate::config::ModelConfig;
+use crate::model::Model;
+use crate::params::{ParamSpec, Role, param_table};
+
+/// Default fine-tuning shape (the seed's `--bsz 2`, 512-token samples).
+pub const DEFAULT_BATCH: usize = 2;
+pub const DEFAULT_SEQ_LEN: usize = 512;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    pub architecture: String,
+    pub model_type: String,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub attention_heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    /// Vocabulary of tokenizer.json, when present.
+    pub tokenizer_vocab: Option<usize>,
+    pub tied_embeddings: bool,
+    /// As transformers' `num_parameters()` counts them.
+    pub parameters: usize,
+    /// Parameters of the linear projections, which become ternary.
+    pub ternary_parameters: usize,
+    /// Stored dtypes of the weights.
+    pub dtypes: Vec<&'static str>,
+    /// Bytes of weight data on disk.
+    pub weight_bytes: u64,
+    pub weight_files: Vec<String>,
+    pub finetune_memory: MemoryPlan,
+}
+
+impl ModelSummary {
+    pub fn new(model: &Model, tokenizer_vocab: Option<usize>) -> Self {
+        let c = &model.config;
+        let table: Vec<ParamSpec> = model.tensors.iter().map(|t| t.spec.clone()).collect();
+        ModelSummary {
+            architecture: c.architecture.clone(),
+            model_type: c.model_type.clone(),
+            layers: c.num_hidden_layers,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            attention_heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            vocab_size: c.vocab_size,
+            tokenizer_vocab,
+            tied_embeddings: c.tie_word_embeddings,
+            parameters: table.iter().map(ParamSpec::numel).sum(),
+            ternary_parameters: table.iter().filter(|p| p.role == Role::Projection).map(ParamSpec::numel).sum(),
+            dtypes: model.dtypes(),
+            weight_bytes: model.weight_bytes(),
+            weight_files: model.shards.iter().map(|s| s.file.clone()).collect(),
+            finetune_memory: MemoryPlan::new(c, DEFAULT_BATCH, DEFAULT_SEQ_LEN),
+        }
+    }
+}
+
+/// GPU memory a fine-tune needs, in bytes, all f32 (DESIGN.md §2).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemoryPlan {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub weights: u64,
+    pub gradients: u64,
+    /// AdamW first and second moments.
+    pub optimizer: u64,
+    /// Activations kept for backward, logits and their gradient.
+    pub activations: u64,
+    pub total: u64,
+    /// The largest single buffer and what it holds.
+    pub largest_buffer: u64,
+    pub largest_buffer_name: String,
+}
+
+impl MemoryPlan {
+    pub fn new(c: &ModelConfig, batch: usize, seq_len: usize) -> Self {
+        let table = param_table(c);
+        let params: u64 = table.iter().map(|p| p.numel() as u64).sum();
+        let (h, i, v) = (c.hidden_size as u64, c.intermediate_size as u64, c.vocab_size as u64);
+        let kv = (c.num_key_value_heads * c.head_dim) as u64;
+        let q = (c.num_attention_heads * c.head_dim) as u64;
+        let tokens = (batch * seq_len) as u64;
+        // Saved per token and layer: norms, q/k/v, attention output, o, residuals (≈ 6h + 2q + 2kv),
+        // gate/up/activation (3i), and one row of attention probabilities per head.
+        let per_token_layer = 6 * h + 2 * q + 2 * kv + 3 * i + (c.num_attention_heads * seq_len) as u64;
+        let activations = 4 * (tokens * per_token_layer * c.num_hidden_layers as u64 + 2 * tokens * v + 4 * tokens * h);
+        let (largest_name, largest) = table
+            .iter()
+            .map(|p| (p.name.clone(), 4 * p.numel() as u64))
+            .chain(std::iter::once(("logits".to_string(), 4 * tokens * v)))
+            .max_by_key(|(_, b)| *b)
+            .unwrap_or_default();
+        let weights = 4 * params;
+        MemoryPlan {
+            batch,
+            seq_len,
+            weights,
+            gradients: weights,
+            optimizer: 2 * weights,
+            activations,
+            total: 4 * weights + activations,
+            largest_buffer: largest,
+            largest_buffer_name: largest_name,
+        }
+    }
+
+    /// What the plan means against an adapter's limits (`maxBufferSize`,
+    /// `maxStorageBufferBindingSize`), one sentence per finding.
+    pub fn limit_notes(&self, max_buffer_size: u64, max_binding: u64) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.largest_buffer > max_buffer_size {
+            notes.push(format!(
+                "`{}` needs {} in one buffer, over this adapter's maxBufferSize of {}; it must be split by rows",
+                self.largest_buffer_name,
+                human_bytes(self.largest_buffer),
+                human_bytes(max_buffer_size)
+            ));
+        } else if self.largest_buffer > max_binding {
+            notes.push(format!(
+                "`{}` needs {}, over this adapter's maxStorageBufferBindingSize of {}; it is bound in row blocks",
+                self.largest_buffer_name,
+                human_bytes(self.largest_buffer),
+                human_bytes(max_binding)
+            ));
+        } else {
+            notes.push(format!(
+                "every buffer fits this adapter's limits (largest: `{}`, {})",
+                self.largest_buffer_name,
+                human_bytes(self.largest_buffer)
+            ));
+        }
+        notes
+    }
+}
+
+/// 1536 → "1.5 KiB".
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}

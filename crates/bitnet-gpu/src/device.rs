@@ -1,0 +1,119 @@
+//! Device creation and the adapter report. We request the adapter's own limits (not wgpu's
+//! conservative defaults) so large models can use what the hardware offers, and report features.
+
+use wgpu::{Adapter, Device, Queue};
+
+use crate::error::GpuError;
+use crate::pipelines::PipelineCache;
+
+/// A device, its queue, what the adapter is, and the pipelines built on it so far.
+pub struct Gpu {
+    pub device: Device,
+    pub queue: Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub(crate) pipelines: PipelineCache,
+}
+
+/// What `bitnet info` and the app show about an adapter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub limits: Vec<(String, u64)>,
+    pub features: Vec<String>,
+}
+
+impl Gpu {
+    /// Picks the high-performance adapter and creates a device with its full limits.
+    pub async fn new() -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                // We want the real limits: large models need every byte of binding size.
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        Self::from_adapter(adapter).await
+    }
+
+    pub async fn from_adapter(adapter: Adapter) -> Result<Gpu, GpuError> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("bitnet"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: PipelineCache::default(),
+        })
+    }
+
+    pub fn report(&self) -> AdapterReport {
+        let l = &self.limits;
+        let limits = vec![
+            ("max_buffer_size".to_string(), l.max_buffer_size),
+            ("max_storage_buffer_binding_size".to_string(), l.max_storage_buffer_binding_size as u64),
+            ("max_storage_buffers_per_shader_stage".to_string(), l.max_storage_buffers_per_shader_stage as u64),
+            ("max_bind_groups".to_string(), l.max_bind_groups as u64),
+            ("max_compute_invocations_per_workgroup".to_string(), l.max_compute_invocations_per_workgroup as u64),
+            ("max_compute_workgroup_size_x".to_string(), l.max_compute_workgroup_size_x as u64),
+            ("max_compute_workgroup_storage_size".to_string(), l.max_compute_workgroup_storage_size as u64),
+            ("max_compute_workgroups_per_dimension".to_string(), l.max_compute_workgroups_per_dimension as u64),
+            ("max_uniform_buffer_binding_size".to_string(), l.max_uniform_buffer_binding_size as u64),
+        ];
+        AdapterReport {
+            name: self.info.name.clone(),
+            backend: format!("{:?}", self.info.backend),
+            device_type: format!("{:?}", self.info.device_type),
+            driver: self.info.driver.clone(),
+            driver_info: self.info.driver_info.clone(),
+            vendor: self.info.vendor,
+            device: self.info.device,
+            limits,
+            features: self.features.iter_names().map(|(n, _)| n.to_string()).collect(),
+        }
+    }
+
+    /// Largest buffer a single storage binding may cover.
+    pub fn max_binding(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Fails with a message naming `tensor` when `bytes` exceed one storage binding.
+    pub fn check_binding(&self, tensor: &str, bytes: u64) -> Result<(), GpuError> {
+        let l = &self.limits;
+        if bytes > l.max_buffer_size {
+            return Err(GpuError::Limit { tensor: tensor.into(), needed: bytes, limit_name: "maxBufferSize", limit: l.max_buffer_size });
+        }
+        let b = l.max_storage_buffer_binding_size as u64;
+        if bytes > b {
+            return Err(GpuError::Limit { tensor: tensor.into(), needed: bytes, limit_name: "maxStorageBufferBindingSize", limit: b });
+        }
+        Ok(())
+    }
+}

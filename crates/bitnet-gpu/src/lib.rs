@@ -1,0 +1,14 @@
+//! bitnet-gpu: the wgpu layer of bitnet-studio — device creation with the adapter's own limits, a
+//! small buffer and pipeline layer, and the kernels (one WGSL file and one module per family).
+//! All GPU work is async; nothing here blocks except native device polling during a readback.
+
+pub mod buffer;
+pub mod device;
+pub mod error;
+pub mod packer;
+pub mod pipelines;
+pub mod quantize;
+pub mod selftest;
+
+pub use device::{AdapterReport, Gpu};
+pub use error::GpuError;
