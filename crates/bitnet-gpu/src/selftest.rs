@@ -85,9 +85,9 @@ pub async fn check_tensor(gpu: &Gpu, label: &str, w: &[f32], q: &Quantizer) -> R
         return Err(format!("{label}: packed bytes are not in the canonical 2-bit layout (tail padding?)"));
     }
     Ok(format!(
-        "{label}: n={} {} scale gpu {} cpu {} (diff {:.1e}), codes identical",
+        "{label}: n={} {:?} scale gpu {} cpu {} (diff {:.1e}), codes identical",
         w.len(),
-        q.name(),
+        q,
         got.stats.scale,
         want.scale,
         (got.stats.scale - want.scale).abs()
