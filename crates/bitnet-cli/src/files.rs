@@ -13,7 +13,8 @@ pub struct DirFiles {
 
 impl DirFiles {
     pub fn open(dir: &Path) -> std::result::Result<Self, String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read the model folder: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: cannot read the model folder: {e}", dir.display()))?;
         let mut names = Vec::new();
         for entry in entries.flatten() {
             let meta = match entry.metadata() {
@@ -25,7 +26,10 @@ impl DirFiles {
             }
         }
         names.sort();
-        Ok(DirFiles { dir: dir.to_path_buf(), names })
+        Ok(DirFiles {
+            dir: dir.to_path_buf(),
+            names,
+        })
     }
 
     fn path(&self, name: &str) -> String {
@@ -44,8 +48,12 @@ impl ModelFiles for DirFiles {
         let io = |e: std::io::Error| CoreError::Invalid(format!("{}: {e}", self.path(name)));
         let mut f = File::open(self.dir.join(name)).map_err(io)?;
         f.seek(SeekFrom::Start(start)).map_err(io)?;
-        let len = usize::try_from(end.saturating_sub(start))
-            .map_err(|_| CoreError::Invalid(format!("{}: range {start}..{end} too large", self.path(name))))?;
+        let len = usize::try_from(end.saturating_sub(start)).map_err(|_| {
+            CoreError::Invalid(format!(
+                "{}: range {start}..{end} too large",
+                self.path(name)
+            ))
+        })?;
         let mut buf = vec![0u8; len];
         f.read_exact(&mut buf).map_err(io)?;
         Ok(buf)

@@ -20,7 +20,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::files::DirFiles;
 
 #[derive(Parser)]
-#[command(name = "bitnet", version, about = "Turn a local language model into a BitNet b1.58 ternary model on your own GPU.")]
+#[command(
+    name = "bitnet",
+    version,
+    about = "Turn a local language model into a BitNet b1.58 ternary model on your own GPU."
+)]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -44,7 +48,11 @@ enum Command {
         #[arg(long)]
         steps: u64,
         /// Fraction of the steps over which λ ramps from 0 to 1.
-        #[arg(long = "lambda-warmup-frac", alias = "lambda_warmup_frac", default_value_t = 0.4)]
+        #[arg(
+            long = "lambda-warmup-frac",
+            alias = "lambda_warmup_frac",
+            default_value_t = 0.4
+        )]
         lambda_warmup_frac: f64,
         /// linear | sigmoid:K | exp:K | step:N | const:V
         #[arg(long, default_value = "linear")]
@@ -97,13 +105,29 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info(cli.json),
         Command::Inspect { model_dir } => inspect(&model_dir, cli.json),
-        Command::Schedule { steps, lambda_warmup_frac, shape, every } => schedule(steps, lambda_warmup_frac, shape, every, cli.json),
-        Command::Pack { model_dir, out, quantizer, threshold, scale, packing, quantize_lm_head, cpu } => {
-            quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
-                let opts = PackOptions { quantizer, packing, quantize_lm_head };
-                pack(&model_dir, &out, &opts, cpu, cli.json)
-            })
-        }
+        Command::Schedule {
+            steps,
+            lambda_warmup_frac,
+            shape,
+            every,
+        } => schedule(steps, lambda_warmup_frac, shape, every, cli.json),
+        Command::Pack {
+            model_dir,
+            out,
+            quantizer,
+            threshold,
+            scale,
+            packing,
+            quantize_lm_head,
+            cpu,
+        } => quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
+            let opts = PackOptions {
+                quantizer,
+                packing,
+                quantize_lm_head,
+            };
+            pack(&model_dir, &out, &opts, cpu, cli.json)
+        }),
         Command::Unpack { file, out } => unpack(&file, &out, cli.json),
     };
     match result {
@@ -137,26 +161,41 @@ fn info(json: bool) -> CliResult {
     for (k, v) in &r.limits {
         println!("  {k:<40} {v}");
     }
-    println!("features:    {}", if r.features.is_empty() { "(none)".to_string() } else { r.features.join(", ") });
+    println!(
+        "features:    {}",
+        if r.features.is_empty() {
+            "(none)".to_string()
+        } else {
+            r.features.join(", ")
+        }
+    );
     Ok(())
 }
 
 fn open_model(dir: &std::path::Path) -> Result<(DirFiles, Model), String> {
     let files = DirFiles::open(dir)?;
-    let model = pollster::block_on(Model::open(&files)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let model =
+        pollster::block_on(Model::open(&files)).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok((files, model))
 }
 
 fn inspect(dir: &std::path::Path, json: bool) -> CliResult {
     let (_files, model) = open_model(dir)?;
     let tokenizer_vocab = match &model.tokenizer_json {
-        Some(b) => Some(Tokenizer::from_bytes("tokenizer.json", b).map_err(|e| format!("{}: {e}", dir.display()))?.vocab_size()),
+        Some(b) => Some(
+            Tokenizer::from_bytes("tokenizer.json", b)
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .vocab_size(),
+        ),
         None => None,
     };
     let s = ModelSummary::new(&model, tokenizer_vocab);
     let gpu = pollster::block_on(Gpu::new()).ok();
     let limits = gpu.as_ref().map(|g| {
-        let notes = s.finetune_memory.limit_notes(g.limits.max_buffer_size, g.limits.max_storage_buffer_binding_size as u64);
+        let notes = s.finetune_memory.limit_notes(
+            g.limits.max_buffer_size,
+            g.limits.max_storage_buffer_binding_size,
+        );
         (g.info.name.clone(), notes)
     });
     if json {
@@ -169,15 +208,32 @@ fn inspect(dir: &std::path::Path, json: bool) -> CliResult {
     }
     println!("model:          {} ({})", s.architecture, s.model_type);
     println!("layers:         {}", s.layers);
-    println!("hidden size:    {} (intermediate {})", s.hidden_size, s.intermediate_size);
-    println!("heads:          {} attention, {} key/value, head dim {}", s.attention_heads, s.kv_heads, s.head_dim);
+    println!(
+        "hidden size:    {} (intermediate {})",
+        s.hidden_size, s.intermediate_size
+    );
+    println!(
+        "heads:          {} attention, {} key/value, head dim {}",
+        s.attention_heads, s.kv_heads, s.head_dim
+    );
     match s.tokenizer_vocab {
         Some(t) => println!("vocab:          {} (tokenizer.json: {t})", s.vocab_size),
         None => println!("vocab:          {} (no tokenizer.json)", s.vocab_size),
     }
-    println!("embeddings:     {}", if s.tied_embeddings { "tied" } else { "untied" });
-    println!("parameters:     {} ({} become ternary)", s.parameters, s.ternary_parameters);
-    println!("weights:        {} in {} ({})", human_bytes(s.weight_bytes), s.weight_files.join(", "), s.dtypes.join(", "));
+    println!(
+        "embeddings:     {}",
+        if s.tied_embeddings { "tied" } else { "untied" }
+    );
+    println!(
+        "parameters:     {} ({} become ternary)",
+        s.parameters, s.ternary_parameters
+    );
+    println!(
+        "weights:        {} in {} ({})",
+        human_bytes(s.weight_bytes),
+        s.weight_files.join(", "),
+        s.dtypes.join(", ")
+    );
     let m = &s.finetune_memory;
     println!(
         "fine-tune GPU memory (batch {}, {} tokens, f32): {} = weights {} + gradients {} + AdamW {} + activations {}",
@@ -198,7 +254,9 @@ fn inspect(dir: &std::path::Path, json: bool) -> CliResult {
 
 fn schedule(steps: u64, frac: f64, shape: Schedule, every: u64, json: bool) -> CliResult {
     if !(0.0..=1.0).contains(&frac) {
-        return Err(format!("--lambda-warmup-frac must be in [0, 1], got {frac}"));
+        return Err(format!(
+            "--lambda-warmup-frac must be in [0, 1], got {frac}"
+        ));
     }
     let trace = shape.trace(steps, frac);
     if json {
@@ -213,14 +271,18 @@ fn schedule(steps: u64, frac: f64, shape: Schedule, every: u64, json: bool) -> C
     println!("step\tlambda");
     let every = every.max(1);
     for (s, l) in trace.iter().enumerate() {
-        if s as u64 % every == 0 || s as u64 == steps {
+        if (s as u64).is_multiple_of(every) || s as u64 == steps {
             println!("{s}\t{l}");
         }
     }
     Ok(())
 }
 
-fn quantizer_from_args(q: QuantizerArg, threshold: Option<f32>, scale: Option<ScaleMode>) -> Result<Quantizer, String> {
+fn quantizer_from_args(
+    q: QuantizerArg,
+    threshold: Option<f32>,
+    scale: Option<ScaleMode>,
+) -> Result<Quantizer, String> {
     match q {
         QuantizerArg::Absmean => {
             if threshold.is_some() || scale.is_some() {
@@ -231,14 +293,25 @@ fn quantizer_from_args(q: QuantizerArg, threshold: Option<f32>, scale: Option<Sc
         QuantizerArg::Threshold => {
             let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
             if !(ratio.is_finite() && ratio >= 0.0) {
-                return Err(format!("--threshold must be a non-negative number, got {ratio}"));
+                return Err(format!(
+                    "--threshold must be a non-negative number, got {ratio}"
+                ));
             }
-            Ok(Quantizer::Threshold { ratio, scale: scale.unwrap_or(ScaleMode::Optimal) })
+            Ok(Quantizer::Threshold {
+                ratio,
+                scale: scale.unwrap_or(ScaleMode::Optimal),
+            })
         }
     }
 }
 
-fn pack(dir: &std::path::Path, out: &std::path::Path, opts: &PackOptions, cpu: bool, json: bool) -> CliResult {
+fn pack(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    opts: &PackOptions,
+    cpu: bool,
+    json: bool,
+) -> CliResult {
     let (files, model) = open_model(dir)?;
     let gpu = if cpu {
         None
@@ -266,7 +339,12 @@ fn pack(dir: &std::path::Path, out: &std::path::Path, opts: &PackOptions, cpu: b
                     t.scale.unwrap_or(0.0),
                     t.device
                 ),
-                None => println!("{:<48} {:>14} kept     {:.0} bits/weight", t.name, format!("{:?}", t.shape), t.bits_per_weight),
+                None => println!(
+                    "{:<48} {:>14} kept     {:.0} bits/weight",
+                    t.name,
+                    format!("{:?}", t.shape),
+                    t.bits_per_weight
+                ),
             }
         }
     }))
@@ -295,7 +373,8 @@ fn unpack(file: &std::path::Path, out: &std::path::Path, json: bool) -> CliResul
     std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
     for (fname, data) in &hf {
         let path = out.join(fname);
-        std::fs::write(&path, data).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        std::fs::write(&path, data)
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     if json {
         return print_json(&serde_json::json!({

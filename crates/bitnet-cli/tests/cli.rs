@@ -12,14 +12,22 @@ fn fixtures() -> PathBuf {
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).expect("tests/fixtures/expected.json");
+    let text = std::fs::read_to_string(fixtures().join("expected.json"))
+        .expect("tests/fixtures/expected.json");
     serde_json::from_str(&text).expect("expected.json is JSON")
 }
 
 /// Runs `bitnet ARGS`, returning (success, stdout, stderr).
 fn bitnet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet")).args(args).output().expect("run bitnet");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .output()
+        .expect("run bitnet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn json(args: &[&str]) -> Value {
@@ -44,24 +52,58 @@ fn inspect_reports_transformers_parameter_counts() {
         let dir = fixtures().join(name);
         let v = json(&["inspect", dir.to_str().unwrap(), "--json"]);
         let s = &v["summary"];
-        assert_eq!(s["parameters"], e["num_parameters"], "{name}: parameter count");
+        assert_eq!(
+            s["parameters"], e["num_parameters"],
+            "{name}: parameter count"
+        );
         assert_eq!(s["architecture"], e["architecture"], "{name}");
         assert_eq!(s["tokenizer_vocab"], e["vocab_size"], "{name}");
-        assert_eq!((s["layers"].as_u64(), s["hidden_size"].as_u64()), (Some(2), Some(64)), "{name}");
-        assert_eq!((s["attention_heads"].as_u64(), s["kv_heads"].as_u64()), (Some(4), Some(2)), "{name}");
+        assert_eq!(
+            (s["layers"].as_u64(), s["hidden_size"].as_u64()),
+            (Some(2), Some(64)),
+            "{name}"
+        );
+        assert_eq!(
+            (s["attention_heads"].as_u64(), s["kv_heads"].as_u64()),
+            (Some(4), Some(2)),
+            "{name}"
+        );
     }
     let (ok, out, _) = bitnet(&["inspect", fixtures().join("llama").to_str().unwrap()]);
-    assert!(ok && out.contains(&format!("parameters:     {}", exp["models"]["llama"]["num_parameters"])), "{out}");
+    assert!(
+        ok && out.contains(&format!(
+            "parameters:     {}",
+            exp["models"]["llama"]["num_parameters"]
+        )),
+        "{out}"
+    );
 }
 
 #[test]
 fn schedule_linear_trace_matches_the_seed() {
-    let v = json(&["schedule", "--steps", "1000", "--lambda-warmup-frac", "0.4", "--json"]);
+    let v = json(&[
+        "schedule",
+        "--steps",
+        "1000",
+        "--lambda-warmup-frac",
+        "0.4",
+        "--json",
+    ]);
     let l = v["lambda"].as_array().unwrap();
     assert_eq!(l.len(), 1001);
-    let at: Vec<f64> = [0, 100, 200, 300, 400, 500].iter().map(|&s| l[s].as_f64().unwrap()).collect();
+    let at: Vec<f64> = [0, 100, 200, 300, 400, 500]
+        .iter()
+        .map(|&s| l[s].as_f64().unwrap())
+        .collect();
     assert_eq!(at, vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]);
-    let v = json(&["schedule", "--steps", "1000", "--lambda_warmup_frac", "0", "--json"]);
+    let v = json(&[
+        "schedule",
+        "--steps",
+        "1000",
+        "--lambda_warmup_frac",
+        "0",
+        "--json",
+    ]);
     assert_eq!(v["lambda"][0].as_f64(), Some(1.0));
     let (ok, _, err) = bitnet(&["schedule", "--steps", "10", "--shape", "cubic"]);
     assert!(!ok && err.contains("unknown schedule"), "{err}");
@@ -71,7 +113,9 @@ fn schedule_linear_trace_matches_the_seed() {
 /// q = clamp(round_half_even(W/γ), −1, 1).
 fn absmean_dequant(w: &[f32]) -> Vec<f32> {
     let g = ((w.iter().map(|x| x.abs() as f64).sum::<f64>() / w.len() as f64) as f32).max(1e-5);
-    w.iter().map(|x| g * (x / g).round_ties_even().clamp(-1.0, 1.0)).collect()
+    w.iter()
+        .map(|x| g * (x / g).round_ties_even().clamp(-1.0, 1.0))
+        .collect()
 }
 
 fn read_tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
@@ -94,29 +138,67 @@ fn read_tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 
 #[test]
 fn pack_then_unpack_gives_gamma_times_q() {
-    for (fixture, packing) in [("llama", "2bit"), ("qwen2-sharded", "trit5"), ("llama-bf16", "2bit")] {
+    for (fixture, packing) in [
+        ("llama", "2bit"),
+        ("qwen2-sharded", "trit5"),
+        ("llama-bf16", "2bit"),
+    ] {
         let dir = tmp(fixture);
         let packed = dir.join("model.bitnet.safetensors");
         let src = fixtures().join(fixture);
-        let report = json(&["pack", src.to_str().unwrap(), "--out", packed.to_str().unwrap(), "--packing", packing, "--json"]);
+        let report = json(&[
+            "pack",
+            src.to_str().unwrap(),
+            "--out",
+            packed.to_str().unwrap(),
+            "--packing",
+            packing,
+            "--json",
+        ]);
         let tensors = report["tensors"].as_array().unwrap();
-        assert!(tensors.iter().filter(|t| t["ternary"] == true).all(|t| t["device"] == "gpu"), "{fixture}: every projection on the GPU");
-        assert_eq!(tensors.iter().filter(|t| t["ternary"] == true).count(), 14, "{fixture}: 7 projections × 2 layers");
+        assert!(
+            tensors
+                .iter()
+                .filter(|t| t["ternary"] == true)
+                .all(|t| t["device"] == "gpu"),
+            "{fixture}: every projection on the GPU"
+        );
+        assert_eq!(
+            tensors.iter().filter(|t| t["ternary"] == true).count(),
+            14,
+            "{fixture}: 7 projections × 2 layers"
+        );
         let out = dir.join("hf");
-        let (ok, _, err) = bitnet(&["unpack", packed.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let (ok, _, err) = bitnet(&[
+            "unpack",
+            packed.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(ok, "{fixture}: unpack failed: {err}");
         for f in ["config.json", "tokenizer.json", "model.safetensors"] {
             assert!(out.join(f).is_file(), "{fixture}: unpack wrote no {f}");
         }
         let original = read_tensors(&src);
         let unpacked = read_tensors(&out);
-        assert_eq!(original.iter().map(|t| &t.0).collect::<Vec<_>>(), unpacked.iter().map(|t| &t.0).collect::<Vec<_>>(), "{fixture}: tensor names");
+        assert_eq!(
+            original.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            unpacked.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            "{fixture}: tensor names"
+        );
         for ((name, shape, w), (_, shape2, u)) in original.iter().zip(&unpacked) {
             assert_eq!(shape, shape2, "{fixture}: {name}");
-            let want = if name.contains("_proj.weight") { absmean_dequant(w) } else { w.clone() };
+            let want = if name.contains("_proj.weight") {
+                absmean_dequant(w)
+            } else {
+                w.clone()
+            };
             // γ is an f32 tree sum on the GPU vs an f64 sum here: relative 1e-5 on γ·q.
             for (i, (a, b)) in u.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() <= 1e-6 + 1e-5 * b.abs(), "{fixture}: {name}[{i}]: unpacked {a}, expected {b}");
+                assert!(
+                    (a - b).abs() <= 1e-6 + 1e-5 * b.abs(),
+                    "{fixture}: {name}[{i}]: unpacked {a}, expected {b}"
+                );
             }
         }
     }
@@ -127,30 +209,68 @@ fn pack_threshold_with_seed_options_on_cpu() {
     let dir = tmp("threshold");
     let packed = dir.join("m.bitnet.safetensors");
     let src = fixtures().join("mistral");
-    let v = json(&["pack", src.to_str().unwrap(), "--out", packed.to_str().unwrap(), "--quantizer", "threshold", "--threshold", "0.7", "--scale", "absmean", "--cpu", "--json"]);
-    let t = v["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "model.layers.0.mlp.up_proj.weight").unwrap().clone();
+    let v = json(&[
+        "pack",
+        src.to_str().unwrap(),
+        "--out",
+        packed.to_str().unwrap(),
+        "--quantizer",
+        "threshold",
+        "--threshold",
+        "0.7",
+        "--scale",
+        "absmean",
+        "--cpu",
+        "--json",
+    ]);
+    let t = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "model.layers.0.mlp.up_proj.weight")
+        .unwrap()
+        .clone();
     assert_eq!(t["device"], "cpu");
     let sp = t["sparsity"].as_f64().unwrap();
     assert!(sp > 0.3 && sp < 0.7, "sparsity {sp}");
     assert!((t["bits_per_weight"].as_f64().unwrap() - 2.0).abs() < 0.01);
     assert!(v["bytes_out"].as_u64().unwrap() < v["bytes_in"].as_u64().unwrap());
-    let (ok, _, err) = bitnet(&["pack", src.to_str().unwrap(), "--out", packed.to_str().unwrap(), "--threshold", "0.5"]);
+    let (ok, _, err) = bitnet(&[
+        "pack",
+        src.to_str().unwrap(),
+        "--out",
+        packed.to_str().unwrap(),
+        "--threshold",
+        "0.5",
+    ]);
     assert!(!ok && err.contains("--quantizer threshold"), "{err}");
 }
 
 #[test]
 fn bad_inputs_give_errors_that_name_the_file() {
     let dir = tmp("bad");
-    std::fs::copy(fixtures().join("llama/config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("llama/config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     let bytes = std::fs::read(fixtures().join("llama/model.safetensors")).unwrap();
     std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let (ok, _, err) = bitnet(&["inspect", dir.to_str().unwrap()]);
-    assert!(!ok && err.contains("model.safetensors") && err.contains("out of range"), "{err}");
+    assert!(
+        !ok && err.contains("model.safetensors") && err.contains("out of range"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 
     let packed = dir.join("broken.bitnet.safetensors");
     std::fs::write(&packed, b"not a packed file").unwrap();
-    let (ok, _, err) = bitnet(&["unpack", packed.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    let (ok, _, err) = bitnet(&[
+        "unpack",
+        packed.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("broken.bitnet.safetensors"), "{err}");
 
     let (ok, _, err) = bitnet(&["inspect", dir.join("nope").to_str().unwrap()]);

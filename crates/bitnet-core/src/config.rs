@@ -67,14 +67,21 @@ impl ModelConfig {
         let architecture = match obj.get("architectures").and_then(|a| a.as_array()) {
             Some(list) => match list.first().and_then(|v| v.as_str()) {
                 Some(a) => a.to_string(),
-                None => return Err(CoreError::config(file, "`architectures` is empty or not a list of strings")),
+                None => {
+                    return Err(CoreError::config(
+                        file,
+                        "`architectures` is empty or not a list of strings",
+                    ));
+                }
             },
             None => default_architecture(&model_type).to_string(),
         };
 
         let hidden_size = f.req_usize("hidden_size")?;
         let num_attention_heads = f.req_usize("num_attention_heads")?;
-        let num_key_value_heads = f.usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let num_key_value_heads = f
+            .usize("num_key_value_heads")?
+            .unwrap_or(num_attention_heads);
         let head_dim = match f.usize("head_dim")? {
             Some(d) => d,
             None => {
@@ -144,7 +151,10 @@ impl ModelConfig {
             ("head_dim", cfg.head_dim),
         ] {
             if v == 0 {
-                return Err(CoreError::config(file, format!("`{name}` must be positive")));
+                return Err(CoreError::config(
+                    file,
+                    format!("`{name}` must be positive"),
+                ));
             }
         }
         Ok(cfg)
@@ -189,13 +199,19 @@ impl Fields<'_> {
     fn f64(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong(key, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a number", v)),
         }
     }
     fn bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "true or false", v)),
         }
     }
     fn string(&self, key: &str) -> Result<Option<String>> {
@@ -242,21 +258,36 @@ mod tests {
     #[test]
     fn refuses_unknown_model_type_naming_it() {
         let j = r#"{"model_type":"gpt2","hidden_size":64}"#;
-        let e = ModelConfig::from_json_bytes("m/config.json", j.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("m/config.json") && e.contains("gpt2") && e.contains("llama, qwen2, mistral"), "{e}");
+        let e = ModelConfig::from_json_bytes("m/config.json", j.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m/config.json")
+                && e.contains("gpt2")
+                && e.contains("llama, qwen2, mistral"),
+            "{e}"
+        );
     }
 
     #[test]
     fn invalid_json_names_the_file() {
         let e = ModelConfig::from_json_bytes("x/config.json", b"{\"model_type\": ").unwrap_err();
         assert!(matches!(e, CoreError::Json { .. }));
-        assert!(e.to_string().starts_with("x/config.json: invalid JSON"), "{e}");
+        assert!(
+            e.to_string().starts_with("x/config.json: invalid JSON"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_field_type_is_named() {
         let j = LLAMA4.replace("\"hidden_size\":64", "\"hidden_size\":\"64\"");
-        let e = ModelConfig::from_json_bytes("config.json", j.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("`hidden_size` must be a non-negative integer"), "{e}");
+        let e = ModelConfig::from_json_bytes("config.json", j.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`hidden_size` must be a non-negative integer"),
+            "{e}"
+        );
     }
 }

@@ -29,7 +29,9 @@ pub trait ModelFiles {
 
     /// A whole file.
     async fn read_all(&self, name: &str) -> Result<Vec<u8>> {
-        let len = self.size(name).ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
+        let len = self
+            .size(name)
+            .ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
         self.read_range(name, 0, len).await
     }
 }
@@ -46,10 +48,18 @@ impl ModelFiles for MemoryFiles {
         self.0.get(name).map(|b| b.len() as u64)
     }
     async fn read_range(&self, name: &str, start: u64, end: u64) -> Result<Vec<u8>> {
-        let b = self.0.get(name).ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
+        let b = self
+            .0
+            .get(name)
+            .ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
         b.get(start as usize..end as usize)
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| CoreError::Invalid(format!("{name}: range {start}..{end} is beyond its {} bytes", b.len())))
+            .ok_or_else(|| {
+                CoreError::Invalid(format!(
+                    "{name}: range {start}..{end} is beyond its {} bytes",
+                    b.len()
+                ))
+            })
     }
 }
 
@@ -117,7 +127,11 @@ impl Model {
     }
 
     /// The raw bytes of a parameter as stored.
-    pub async fn tensor_bytes<F: ModelFiles>(&self, files: &F, loc: &TensorLocation) -> Result<Vec<u8>> {
+    pub async fn tensor_bytes<F: ModelFiles>(
+        &self,
+        files: &F,
+        loc: &TensorLocation,
+    ) -> Result<Vec<u8>> {
         let shard = &self.shards[loc.shard];
         let start = shard.header.data_start + loc.info.begin;
         let end = shard.header.data_start + loc.info.end;
@@ -125,7 +139,11 @@ impl Model {
     }
 
     /// A parameter as f32.
-    pub async fn tensor_f32<F: ModelFiles>(&self, files: &F, loc: &TensorLocation) -> Result<Vec<f32>> {
+    pub async fn tensor_f32<F: ModelFiles>(
+        &self,
+        files: &F,
+        loc: &TensorLocation,
+    ) -> Result<Vec<f32>> {
         let bytes = self.tensor_bytes(files, loc).await?;
         decode_f32(&self.shards[loc.shard].file, &loc.info, &bytes)
     }
@@ -146,7 +164,9 @@ impl Model {
 
 /// Reads and validates one safetensors header.
 pub async fn read_header<F: ModelFiles>(files: &F, file: &str) -> Result<Header> {
-    let len = files.size(file).ok_or_else(|| CoreError::MissingFile(file.to_string()))?;
+    let len = files
+        .size(file)
+        .ok_or_else(|| CoreError::MissingFile(file.to_string()))?;
     let first8 = files.read_range(file, 0, len.min(8)).await?;
     let header_len = Header::header_len(file, &first8, len)? as u64;
     let bytes = files.read_range(file, 0, 8 + header_len).await?;
@@ -157,16 +177,20 @@ pub async fn read_header<F: ModelFiles>(files: &F, file: &str) -> Result<Header>
 async fn shard_files<F: ModelFiles>(files: &F) -> Result<Vec<String>> {
     if files.size(INDEX_FILE).is_some() {
         let bytes = files.read_all(INDEX_FILE).await?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| CoreError::json(INDEX_FILE, e))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| CoreError::json(INDEX_FILE, e))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| CoreError::config(INDEX_FILE, "no `weight_map` object"))?;
         let mut names: Vec<String> = Vec::new();
         for (tensor, file) in map {
-            let f = file
-                .as_str()
-                .ok_or_else(|| CoreError::config(INDEX_FILE, format!("weight_map entry `{tensor}` is not a file name")))?;
+            let f = file.as_str().ok_or_else(|| {
+                CoreError::config(
+                    INDEX_FILE,
+                    format!("weight_map entry `{tensor}` is not a file name"),
+                )
+            })?;
             if !names.iter().any(|n| n == f) {
                 names.push(f.to_string());
             }
@@ -174,15 +198,23 @@ async fn shard_files<F: ModelFiles>(files: &F) -> Result<Vec<String>> {
         names.sort();
         for n in &names {
             if files.size(n).is_none() {
-                return Err(CoreError::MissingFile(format!("{n} (listed in {INDEX_FILE})")));
+                return Err(CoreError::MissingFile(format!(
+                    "{n} (listed in {INDEX_FILE})"
+                )));
             }
         }
         return Ok(names);
     }
-    let mut names: Vec<String> = files.names().into_iter().filter(|n| n.ends_with(".safetensors")).collect();
+    let mut names: Vec<String> = files
+        .names()
+        .into_iter()
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
     names.sort();
     if names.is_empty() {
-        return Err(CoreError::MissingFile("*.safetensors (no weight files in the model folder)".into()));
+        return Err(CoreError::MissingFile(
+            "*.safetensors (no weight files in the model folder)".into(),
+        ));
     }
     Ok(names)
 }
@@ -204,17 +236,27 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
     }
     let mut out = Vec::with_capacity(table.len());
     for spec in table {
-        let (si, info) = found.remove(spec.name.as_str()).ok_or_else(|| CoreError::MissingTensor {
-            tensor: spec.name.clone(),
-            expected: spec.shape.clone(),
-            files: shards.iter().map(|s| s.file.as_str()).collect::<Vec<_>>().join(", "),
-        })?;
+        let (si, info) =
+            found
+                .remove(spec.name.as_str())
+                .ok_or_else(|| CoreError::MissingTensor {
+                    tensor: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    files: shards
+                        .iter()
+                        .map(|s| s.file.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
         let file = &shards[si].file;
         if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
             return Err(CoreError::tensor(
                 file,
                 &spec.name,
-                format!("dtype {} is not a weight dtype (expected F32, F16 or BF16)", info.dtype.name()),
+                format!(
+                    "dtype {} is not a weight dtype (expected F32, F16 or BF16)",
+                    info.dtype.name()
+                ),
             ));
         }
         if info.shape != spec.shape {

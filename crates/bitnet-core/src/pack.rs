@@ -79,7 +79,11 @@ pub fn pack(packing: Packing, codes: &[i8]) -> Vec<u8> {
 pub fn unpack(packing: Packing, bytes: &[u8], n: usize) -> Result<Vec<i8>, String> {
     let need = packing.packed_len(n);
     if bytes.len() != need {
-        return Err(format!("{} codes need {need} bytes of {packing} packing, found {}", n, bytes.len()));
+        return Err(format!(
+            "{} codes need {need} bytes of {packing} packing, found {}",
+            n,
+            bytes.len()
+        ));
     }
     let mut out = Vec::with_capacity(need * packing.per_byte());
     for (i, &b) in bytes.iter().enumerate() {
@@ -119,7 +123,10 @@ mod tests {
 
     #[test]
     fn design_check_vector_packs_to_85_95() {
-        let q = Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Absmean };
+        let q = Quantizer::Threshold {
+            ratio: 0.7,
+            scale: ScaleMode::Absmean,
+        };
         let t = q.quantize(&[1.0, -1.0, 0.0, 0.5, 2.0]);
         assert_eq!(pack(Packing::TwoBit, &t.codes), vec![0x85, 0x95]);
         assert!((t.scale - 0.9).abs() < 1e-7);
@@ -139,14 +146,28 @@ mod tests {
 
     #[test]
     fn trit5_layout_first_value_most_significant() {
-        assert_eq!(pack(Packing::Trit5, &[1, -1, 0, 0, 1]), vec![2 * 81 + 1 * 9 + 1 * 3 + 2]);
-        assert_eq!(pack(Packing::Trit5, &[1]), vec![2 * 81 + 27 + 9 + 3 + 1]);
+        // Codes 2 0 1 1 2: 2·81 + 0·27 + 1·9 + 1·3 + 2 = 176.
+        assert_eq!(pack(Packing::Trit5, &[1, -1, 0, 0, 1]), vec![176]);
+        // Code 2 then four padding codes 1: 162 + 27 + 9 + 3 + 1 = 202.
+        assert_eq!(pack(Packing::Trit5, &[1]), vec![202]);
     }
 
     #[test]
     fn rejects_invalid_bytes() {
-        assert!(unpack(Packing::TwoBit, &[0xFF], 4).unwrap_err().contains("code 3"));
-        assert!(unpack(Packing::Trit5, &[243], 5).unwrap_err().contains("242"));
-        assert!(unpack(Packing::TwoBit, &[0x55], 9).unwrap_err().contains("need 3 bytes"));
+        assert!(
+            unpack(Packing::TwoBit, &[0xFF], 4)
+                .unwrap_err()
+                .contains("code 3")
+        );
+        assert!(
+            unpack(Packing::Trit5, &[243], 5)
+                .unwrap_err()
+                .contains("242")
+        );
+        assert!(
+            unpack(Packing::TwoBit, &[0x55], 9)
+                .unwrap_err()
+                .contains("need 3 bytes")
+        );
     }
 }

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{CoreError, Result};
 use crate::pack::{Packing, pack, unpack};
 use crate::quant::{Quantizer, ScaleMode, Ternary};
-use crate::safetensors::{Dtype, OwnedTensor, SafeTensors, data_order, data_section, serialize, serialize_with_data};
+use crate::safetensors::{
+    Dtype, OwnedTensor, SafeTensors, data_order, data_section, serialize, serialize_with_data,
+};
 
 pub const FORMAT_NAME: &str = "bitnet-studio-ternary";
 pub const FORMAT_VERSION: u32 = 1;
@@ -51,7 +53,11 @@ impl PackedWriter {
             shape: vec![bytes.len()],
             bytes,
         });
-        self.tensors.push(OwnedTensor::f32(format!("{name}{SCALE_SUFFIX}"), vec![1], &[scale]));
+        self.tensors.push(OwnedTensor::f32(
+            format!("{name}{SCALE_SUFFIX}"),
+            vec![1],
+            &[scale],
+        ));
         self.shapes.insert(name.to_string(), shape);
     }
 
@@ -79,8 +85,10 @@ impl PackedWriter {
         );
         meta.insert("config".to_string(), config_json.to_string());
         if let Some(tok) = tokenizer_json {
-            let text = std::str::from_utf8(tok)
-                .map_err(|_| CoreError::Tokenizer { file: "tokenizer.json".into(), message: "not UTF-8 text".into() })?;
+            let text = std::str::from_utf8(tok).map_err(|_| CoreError::Tokenizer {
+                file: "tokenizer.json".into(),
+                message: "not UTF-8 text".into(),
+            })?;
             meta.insert("tokenizer".to_string(), text.to_string());
         }
         meta.insert("checksum".to_string(), checksum(&data));
@@ -113,9 +121,15 @@ impl<'a> PackedModel<'a> {
         let st = SafeTensors::parse(file, bytes)?;
         let err = |m: String| CoreError::packed(file, m);
         let meta = &st.header.metadata;
-        let get = |k: &str| meta.get(k).ok_or_else(|| err(format!("metadata has no `{k}` entry")));
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| err(format!("metadata has no `{k}` entry")))
+        };
         if get("format")? != FORMAT_NAME {
-            return Err(err(format!("metadata `format` is `{}`, expected `{FORMAT_NAME}`", meta["format"])));
+            return Err(err(format!(
+                "metadata `format` is `{}`, expected `{FORMAT_NAME}`",
+                meta["format"]
+            )));
         }
         let version = get("format_version")?;
         if version != &FORMAT_VERSION.to_string() {
@@ -126,7 +140,9 @@ impl<'a> PackedModel<'a> {
         let want = get("checksum")?;
         let got = checksum(st.data);
         if &got != want {
-            return Err(err(format!("checksum mismatch: metadata says {want}, data hashes to {got} (file corrupted?)")));
+            return Err(err(format!(
+                "checksum mismatch: metadata says {want}, data hashes to {got} (file corrupted?)"
+            )));
         }
         let packing: Packing = get("packing")?.parse().map_err(err)?;
         let quantizer = match get("quantizer")?.as_str() {
@@ -141,11 +157,17 @@ impl<'a> PackedModel<'a> {
             other => return Err(err(format!("unknown quantizer `{other}`"))),
         };
         let shapes: BTreeMap<String, Vec<usize>> = serde_json::from_str(get("ternary_shapes")?)
-            .map_err(|e| err(format!("ternary_shapes is not a JSON object of shapes: {e}")))?;
+            .map_err(|e| {
+                err(format!(
+                    "ternary_shapes is not a JSON object of shapes: {e}"
+                ))
+            })?;
         for name in shapes.keys() {
             for n in [name.clone(), format!("{name}{SCALE_SUFFIX}")] {
                 if st.get(&n).is_none() {
-                    return Err(err(format!("ternary tensor `{n}` is listed in ternary_shapes but not stored")));
+                    return Err(err(format!(
+                        "ternary tensor `{n}` is listed in ternary_shapes but not stored"
+                    )));
                 }
             }
         }
@@ -162,26 +184,41 @@ impl<'a> PackedModel<'a> {
 
     /// Codes and scale of a ternary tensor.
     pub fn ternary(&self, name: &str) -> Result<Ternary> {
-        let shape = self
-            .shapes
-            .get(name)
-            .ok_or_else(|| CoreError::tensor(&self.file, name, "not a ternary tensor of this file"))?;
+        let shape = self.shapes.get(name).ok_or_else(|| {
+            CoreError::tensor(&self.file, name, "not a ternary tensor of this file")
+        })?;
         let n: usize = shape.iter().product();
-        let info = self.st.get(name).ok_or_else(|| CoreError::tensor(&self.file, name, "not stored"))?;
-        let codes = unpack(self.packing, self.st.bytes(info), n).map_err(|m| CoreError::tensor(&self.file, name, m))?;
+        let info = self
+            .st
+            .get(name)
+            .ok_or_else(|| CoreError::tensor(&self.file, name, "not stored"))?;
+        let codes = unpack(self.packing, self.st.bytes(info), n)
+            .map_err(|m| CoreError::tensor(&self.file, name, m))?;
         let sname = format!("{name}{SCALE_SUFFIX}");
-        let sinfo = self.st.get(&sname).ok_or_else(|| CoreError::tensor(&self.file, &sname, "not stored"))?;
+        let sinfo = self
+            .st
+            .get(&sname)
+            .ok_or_else(|| CoreError::tensor(&self.file, &sname, "not stored"))?;
         let scale = self.st.to_f32(sinfo)?;
         if scale.len() != 1 {
-            return Err(CoreError::tensor(&self.file, &sname, format!("expected one scale, found {}", scale.len())));
+            return Err(CoreError::tensor(
+                &self.file,
+                &sname,
+                format!("expected one scale, found {}", scale.len()),
+            ));
         }
-        Ok(Ternary { codes, scale: scale[0] })
+        Ok(Ternary {
+            codes,
+            scale: scale[0],
+        })
     }
 
     /// Whether a stored tensor is part of a ternary tensor (its codes or its scale).
     pub fn is_ternary_part(&self, name: &str) -> bool {
         self.shapes.contains_key(name)
-            || name.strip_suffix(SCALE_SUFFIX).is_some_and(|n| self.shapes.contains_key(n))
+            || name
+                .strip_suffix(SCALE_SUFFIX)
+                .is_some_and(|n| self.shapes.contains_key(n))
     }
 
     /// A Hugging Face folder with every weight as F32 (ternary ones dequantized to γ·q), `config.json`
@@ -189,24 +226,37 @@ impl<'a> PackedModel<'a> {
     pub fn unpack_to_hf(&self) -> Result<BTreeMap<String, Vec<u8>>> {
         let mut tensors = Vec::new();
         for (name, shape) in &self.shapes {
-            tensors.push(OwnedTensor::f32(name.clone(), shape.clone(), &self.ternary(name)?.dequantize()));
+            tensors.push(OwnedTensor::f32(
+                name.clone(),
+                shape.clone(),
+                &self.ternary(name)?.dequantize(),
+            ));
         }
         for info in &self.st.header.tensors {
             if self.is_ternary_part(&info.name) {
                 continue;
             }
-            tensors.push(OwnedTensor::f32(info.name.clone(), info.shape.clone(), &self.st.to_f32(info)?));
+            tensors.push(OwnedTensor::f32(
+                info.name.clone(),
+                info.shape.clone(),
+                &self.st.to_f32(info)?,
+            ));
         }
         let mut files = BTreeMap::new();
         let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
         files.insert("model.safetensors".to_string(), serialize(tensors, &meta));
-        let mut config: serde_json::Value =
-            serde_json::from_str(&self.config_json).map_err(|e| CoreError::json(&format!("{} (config)", self.file), e))?;
+        let mut config: serde_json::Value = serde_json::from_str(&self.config_json)
+            .map_err(|e| CoreError::json(&format!("{} (config)", self.file), e))?;
         if let Some(obj) = config.as_object_mut() {
-            let key = if obj.contains_key("dtype") { "dtype" } else { "torch_dtype" };
+            let key = if obj.contains_key("dtype") {
+                "dtype"
+            } else {
+                "torch_dtype"
+            };
             obj.insert(key.to_string(), "float32".into());
         }
-        let text = serde_json::to_string_pretty(&config).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&config).map_err(|e| CoreError::Invalid(e.to_string()))?;
         files.insert("config.json".to_string(), text.into_bytes());
         if let Some(tok) = &self.tokenizer_json {
             files.insert("tokenizer.json".to_string(), tok.clone().into_bytes());
@@ -220,9 +270,16 @@ mod tests {
     use super::*;
 
     fn sample(packing: Packing) -> Vec<u8> {
-        let q = Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Absmean };
+        let q = Quantizer::Threshold {
+            ratio: 0.7,
+            scale: ScaleMode::Absmean,
+        };
         let mut w = PackedWriter::new(packing, q);
-        w.add_ternary("l.weight", vec![1, 5], &q.quantize(&[1.0, -1.0, 0.0, 0.5, 2.0]));
+        w.add_ternary(
+            "l.weight",
+            vec![1, 5],
+            &q.quantize(&[1.0, -1.0, 0.0, 0.5, 2.0]),
+        );
         w.add_plain(OwnedTensor::f32("n.weight", vec![2], &[1.0, 2.0]));
         w.finish(r#"{"model_type":"llama"}"#, Some(b"{}")).unwrap()
     }
@@ -248,8 +305,14 @@ mod tests {
         let mut bytes = sample(Packing::Trit5);
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
-        let e = PackedModel::parse("m.bitnet.safetensors", &bytes).err().unwrap().to_string();
-        assert!(e.contains("m.bitnet.safetensors") && e.contains("checksum mismatch"), "{e}");
+        let e = PackedModel::parse("m.bitnet.safetensors", &bytes)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("m.bitnet.safetensors") && e.contains("checksum mismatch"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -258,7 +321,10 @@ mod tests {
         let key = b"\"format_version\":\"1\"";
         let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
         bytes[at + key.len() - 2] = b'9';
-        let e = PackedModel::parse("m.bitnet.safetensors", &bytes).err().unwrap().to_string();
+        let e = PackedModel::parse("m.bitnet.safetensors", &bytes)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("format_version `9` is not supported"), "{e}");
     }
 }

@@ -42,8 +42,13 @@ pub fn param_table(cfg: &ModelConfig) -> Vec<ParamSpec> {
     let q_out = cfg.num_attention_heads * cfg.head_dim;
     let kv_out = cfg.num_key_value_heads * cfg.head_dim;
     let mut t = Vec::new();
-    let mut push = |name: String, shape: Vec<usize>, role: Role| t.push(ParamSpec { name, shape, role });
-    push("model.embed_tokens.weight".into(), vec![v, h], Role::Embedding);
+    let mut push =
+        |name: String, shape: Vec<usize>, role: Role| t.push(ParamSpec { name, shape, role });
+    push(
+        "model.embed_tokens.weight".into(),
+        vec![v, h],
+        Role::Embedding,
+    );
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
         push(format!("{p}.input_layernorm.weight"), vec![h], Role::Norm);
@@ -57,12 +62,20 @@ pub fn param_table(cfg: &ModelConfig) -> Vec<ParamSpec> {
             ("mlp.down_proj", h, i, cfg.mlp_bias),
         ];
         for (name, out, inp, bias) in projections {
-            push(format!("{p}.{name}.weight"), vec![out, inp], Role::Projection);
+            push(
+                format!("{p}.{name}.weight"),
+                vec![out, inp],
+                Role::Projection,
+            );
             if bias {
                 push(format!("{p}.{name}.bias"), vec![out], Role::Bias);
             }
             if name == "self_attn.o_proj" {
-                push(format!("{p}.post_attention_layernorm.weight"), vec![h], Role::Norm);
+                push(
+                    format!("{p}.post_attention_layernorm.weight"),
+                    vec![h],
+                    Role::Norm,
+                );
             }
         }
     }

@@ -22,19 +22,14 @@ pub enum ScaleMode {
     Absmean,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Quantizer {
+    #[default]
     /// γ = max(mean|W|, 1e-5); q = clamp(round_half_even(W/γ), −1, 1); scale γ.
     Absmean,
     /// Δ = r·mean|W|; q = sign(W)·[|W| > Δ]; scale per `scale`.
     Threshold { ratio: f32, scale: ScaleMode },
-}
-
-impl Default for Quantizer {
-    fn default() -> Self {
-        Quantizer::Absmean
-    }
 }
 
 impl Quantizer {
@@ -61,7 +56,9 @@ impl FromStr for ScaleMode {
         match s {
             "optimal" => Ok(ScaleMode::Optimal),
             "absmean" => Ok(ScaleMode::Absmean),
-            _ => Err(format!("unknown scale mode `{s}`; expected optimal or absmean")),
+            _ => Err(format!(
+                "unknown scale mode `{s}`; expected optimal or absmean"
+            )),
         }
     }
 }
@@ -133,7 +130,11 @@ impl Quantizer {
         match *self {
             Quantizer::Absmean => {
                 let g = m.max(ABSMEAN_EPS);
-                QuantStats { mean_abs: m, cut: g, scale: g }
+                QuantStats {
+                    mean_abs: m,
+                    cut: g,
+                    scale: g,
+                }
             }
             Quantizer::Threshold { ratio, scale } => {
                 let cut = threshold_cut(ratio, m);
@@ -145,10 +146,18 @@ impl Quantizer {
                             .filter(|x| x.abs() > cut)
                             .fold((0f64, 0u64), |(s, n), x| (s + x.abs() as f64, n + 1));
                         // No weight above the cut means every code is 0: any scale is optimal.
-                        if n == 0 { m.max(ABSMEAN_EPS) } else { (sum / n as f64) as f32 }
+                        if n == 0 {
+                            m.max(ABSMEAN_EPS)
+                        } else {
+                            (sum / n as f64) as f32
+                        }
                     }
                 };
-                QuantStats { mean_abs: m, cut, scale }
+                QuantStats {
+                    mean_abs: m,
+                    cut,
+                    scale,
+                }
             }
         }
     }
@@ -161,7 +170,10 @@ impl Quantizer {
     /// Quantizes W to codes and scale.
     pub fn quantize(&self, w: &[f32]) -> Ternary {
         let stats = self.stats(w);
-        Ternary { codes: self.codes_with(w, &stats), scale: stats.scale }
+        Ternary {
+            codes: self.codes_with(w, &stats),
+            scale: stats.scale,
+        }
     }
 }
 
@@ -179,7 +191,10 @@ mod tests {
 
     #[test]
     fn seed_check_vector_threshold_absmean_scale() {
-        let q = Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Absmean };
+        let q = Quantizer::Threshold {
+            ratio: 0.7,
+            scale: ScaleMode::Absmean,
+        };
         let t = q.quantize(&[1.0, -1.0, 0.0, 0.5, 2.0]);
         assert_eq!(t.codes, vec![1, -1, 0, 0, 1]);
         assert!((t.scale - 0.9).abs() < 1e-7);
@@ -187,7 +202,10 @@ mod tests {
 
     #[test]
     fn threshold_optimal_scale_is_mean_of_selected() {
-        let q = Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Optimal };
+        let q = Quantizer::Threshold {
+            ratio: 0.7,
+            scale: ScaleMode::Optimal,
+        };
         let t = q.quantize(&[1.0, -1.0, 0.0, 0.5, 2.0]);
         assert!((t.scale - 4.0 / 3.0).abs() < 1e-6);
     }

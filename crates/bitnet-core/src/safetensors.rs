@@ -121,8 +121,8 @@ impl Header {
         let json = bytes
             .get(8..8 + header_len)
             .ok_or_else(|| err("header is cut short (truncated?)".into()))?;
-        let header: Value =
-            serde_json::from_slice(json).map_err(|e| err(format!("header is not valid JSON: {e}")))?;
+        let header: Value = serde_json::from_slice(json)
+            .map_err(|e| err(format!("header is not valid JSON: {e}")))?;
         let obj = header
             .as_object()
             .ok_or_else(|| err("header is not a JSON object".into()))?;
@@ -286,7 +286,10 @@ pub fn decode_f32(file: &str, t: &TensorInfo, b: &[u8]) -> Result<Vec<f32>> {
             return Err(CoreError::tensor(
                 file,
                 &t.name,
-                format!("dtype {} cannot be read as floating point (expected F32, F16 or BF16)", other.name()),
+                format!(
+                    "dtype {} cannot be read as floating point (expected F32, F16 or BF16)",
+                    other.name()
+                ),
             ));
         }
     })
@@ -315,7 +318,12 @@ impl OwnedTensor {
 /// Orders tensors as the data section will hold them: widest dtype first (so every multi-byte tensor
 /// stays aligned to its element size), then by name.
 pub fn data_order(tensors: &mut [OwnedTensor]) {
-    tensors.sort_by(|a, b| b.dtype.size().cmp(&a.dtype.size()).then_with(|| a.name.cmp(&b.name)));
+    tensors.sort_by(|a, b| {
+        b.dtype
+            .size()
+            .cmp(&a.dtype.size())
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 /// The data section of `tensors` in the given order, and their header entries.
@@ -343,7 +351,7 @@ pub fn serialize_with_data(
         header.insert("__metadata__".into(), serde_json::json!(metadata));
     }
     let mut json = Value::Object(header).to_string().into_bytes();
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + data.len());
@@ -368,7 +376,12 @@ mod tests {
         serialize(
             vec![
                 OwnedTensor::f32("a", vec![2, 2], &[1.0, 2.0, 3.0, 4.0]),
-                OwnedTensor { name: "b".into(), dtype: Dtype::BF16, shape: vec![1], bytes: half::bf16::from_f32(0.5).to_le_bytes().to_vec() },
+                OwnedTensor {
+                    name: "b".into(),
+                    dtype: Dtype::BF16,
+                    shape: vec![1],
+                    bytes: half::bf16::from_f32(0.5).to_le_bytes().to_vec(),
+                },
             ],
             &BTreeMap::from([("k".to_string(), "v".to_string())]),
         )
@@ -385,8 +398,13 @@ mod tests {
     }
 
     fn expect_err(bytes: &[u8], needle: &str) {
-        let e = SafeTensors::parse("m/model.safetensors", bytes).unwrap_err().to_string();
-        assert!(e.contains("m/model.safetensors") && e.contains(needle), "`{e}` lacks `{needle}`");
+        let e = SafeTensors::parse("m/model.safetensors", bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m/model.safetensors") && e.contains(needle),
+            "`{e}` lacks `{needle}`"
+        );
     }
 
     fn with_header(h: &str, data: usize) -> Vec<u8> {

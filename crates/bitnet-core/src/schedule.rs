@@ -50,7 +50,9 @@ impl Schedule {
 
     /// λ at every step 0..=steps.
     pub fn trace(&self, steps: u64, warmup_frac: f64) -> Vec<f64> {
-        (0..=steps).map(|s| self.lambda(s, steps, warmup_frac)).collect()
+        (0..=steps)
+            .map(|s| self.lambda(s, steps, warmup_frac))
+            .collect()
     }
 }
 
@@ -75,7 +77,8 @@ impl FromStr for Schedule {
             None => (s, None),
         };
         let num = |what: &str| -> Result<f64, String> {
-            let a = arg.ok_or_else(|| format!("schedule `{name}` needs a value: `{name}:{what}`"))?;
+            let a =
+                arg.ok_or_else(|| format!("schedule `{name}` needs a value: `{name}:{what}`"))?;
             a.parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
@@ -88,7 +91,9 @@ impl FromStr for Schedule {
             "step" => {
                 let n = num("N")?;
                 if n < 1.0 || n.fract() != 0.0 || n > u32::MAX as f64 {
-                    return Err(format!("schedule `{s}`: the number of plateaus must be a positive integer"));
+                    return Err(format!(
+                        "schedule `{s}`: the number of plateaus must be a positive integer"
+                    ));
                 }
                 Schedule::Step { n: n as u32 }
             }
@@ -118,7 +123,10 @@ mod tests {
     #[test]
     fn linear_matches_the_seed_trace() {
         let l = Schedule::Linear;
-        let got: Vec<f64> = [0, 100, 200, 300, 400, 500].iter().map(|&s| l.lambda(s, 1000, 0.4)).collect();
+        let got: Vec<f64> = [0, 100, 200, 300, 400, 500]
+            .iter()
+            .map(|&s| l.lambda(s, 1000, 0.4))
+            .collect();
         assert_eq!(got, vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]);
     }
 
@@ -145,9 +153,29 @@ mod tests {
 
     #[test]
     fn parse_errors_say_what_is_wrong() {
-        assert!("cubic".parse::<Schedule>().unwrap_err().contains("unknown schedule"));
-        assert!("step:0".parse::<Schedule>().unwrap_err().contains("positive integer"));
-        assert!("sigmoid".parse::<Schedule>().unwrap_err().contains("needs a value"));
-        assert!("const:2".parse::<Schedule>().unwrap_err().contains("[0, 1]"));
+        assert!(
+            "cubic"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("unknown schedule")
+        );
+        assert!(
+            "step:0"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("positive integer")
+        );
+        assert!(
+            "sigmoid"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            "const:2"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("[0, 1]")
+        );
     }
 }

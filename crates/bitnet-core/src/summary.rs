@@ -51,7 +51,11 @@ impl ModelSummary {
             tokenizer_vocab,
             tied_embeddings: c.tie_word_embeddings,
             parameters: table.iter().map(ParamSpec::numel).sum(),
-            ternary_parameters: table.iter().filter(|p| p.role == Role::Projection).map(ParamSpec::numel).sum(),
+            ternary_parameters: table
+                .iter()
+                .filter(|p| p.role == Role::Projection)
+                .map(ParamSpec::numel)
+                .sum(),
             dtypes: model.dtypes(),
             weight_bytes: model.weight_bytes(),
             weight_files: model.shards.iter().map(|s| s.file.clone()).collect(),
@@ -81,14 +85,22 @@ impl MemoryPlan {
     pub fn new(c: &ModelConfig, batch: usize, seq_len: usize) -> Self {
         let table = param_table(c);
         let params: u64 = table.iter().map(|p| p.numel() as u64).sum();
-        let (h, i, v) = (c.hidden_size as u64, c.intermediate_size as u64, c.vocab_size as u64);
+        let (h, i, v) = (
+            c.hidden_size as u64,
+            c.intermediate_size as u64,
+            c.vocab_size as u64,
+        );
         let kv = (c.num_key_value_heads * c.head_dim) as u64;
         let q = (c.num_attention_heads * c.head_dim) as u64;
         let tokens = (batch * seq_len) as u64;
         // Saved per token and layer: norms, q/k/v, attention output, o, residuals (≈ 6h + 2q + 2kv),
         // gate/up/activation (3i), and one row of attention probabilities per head.
-        let per_token_layer = 6 * h + 2 * q + 2 * kv + 3 * i + (c.num_attention_heads * seq_len) as u64;
-        let activations = 4 * (tokens * per_token_layer * c.num_hidden_layers as u64 + 2 * tokens * v + 4 * tokens * h);
+        let per_token_layer =
+            6 * h + 2 * q + 2 * kv + 3 * i + (c.num_attention_heads * seq_len) as u64;
+        let activations = 4
+            * (tokens * per_token_layer * c.num_hidden_layers as u64
+                + 2 * tokens * v
+                + 4 * tokens * h);
         let (largest_name, largest) = table
             .iter()
             .map(|p| (p.name.clone(), 4 * p.numel() as u64))
@@ -147,7 +159,11 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]

@@ -32,9 +32,11 @@ impl Tokenizer {
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| CoreError::Tokenizer {
-            file: "tokenizer.json".into(),
-            message: format!("cannot decode ids: {e}"),
-        })
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| CoreError::Tokenizer {
+                file: "tokenizer.json".into(),
+                message: format!("cannot decode ids: {e}"),
+            })
     }
 }

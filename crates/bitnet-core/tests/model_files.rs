@@ -8,11 +8,16 @@ use bitnet_core::model::{MemoryFiles, Model};
 use bitnet_core::{CoreError, Result};
 
 fn fixture(name: &str) -> MemoryFiles {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        files.insert(p.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read(&p).unwrap());
+        files.insert(
+            p.file_name().unwrap().to_str().unwrap().to_string(),
+            std::fs::read(&p).unwrap(),
+        );
     }
     MemoryFiles(files)
 }
@@ -37,10 +42,17 @@ fn loads_every_fixture() {
         let files = fixture(name);
         let m = open(&files).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(m.config.hidden_size, 64);
-        let loc = m.tensors.iter().find(|t| t.spec.name == "model.norm.weight").unwrap();
+        let loc = m
+            .tensors
+            .iter()
+            .find(|t| t.spec.name == "model.norm.weight")
+            .unwrap();
         let norm = pollster_free_block_on(m.tensor_f32(&files, loc)).unwrap();
         // Norm weights were randomized around 1 by the fixture script: a loader that fabricates ones fails.
-        assert!(norm.iter().any(|&x| (x - 1.0).abs() > 1e-3), "{name}: norm weights look untouched");
+        assert!(
+            norm.iter().any(|&x| (x - 1.0).abs() > 1e-3),
+            "{name}: norm weights look untouched"
+        );
     }
     assert_eq!(open(&fixture("qwen2-sharded")).unwrap().shards.len(), 3);
     assert_eq!(open(&fixture("llama-bf16")).unwrap().dtypes(), vec!["BF16"]);
@@ -49,7 +61,9 @@ fn loads_every_fixture() {
 fn edit_config(files: &mut MemoryFiles, from: &str, to: &str) {
     let c = String::from_utf8(files.0["config.json"].clone()).unwrap();
     assert!(c.contains(from), "config has no `{from}`");
-    files.0.insert("config.json".into(), c.replacen(from, to, 1).into_bytes());
+    files
+        .0
+        .insert("config.json".into(), c.replacen(from, to, 1).into_bytes());
 }
 
 fn err_of(files: &MemoryFiles) -> String {
@@ -62,33 +76,63 @@ fn err_of(files: &MemoryFiles) -> String {
 #[test]
 fn shape_disagreeing_with_config() {
     let mut f = fixture("llama");
-    edit_config(&mut f, "\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    edit_config(
+        &mut f,
+        "\"intermediate_size\": 128",
+        "\"intermediate_size\": 96",
+    );
     let e = err_of(&f);
-    assert!(e.contains("model.safetensors") && e.contains("mlp.gate_proj.weight") && e.contains("[96, 64]"), "{e}");
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("mlp.gate_proj.weight")
+            && e.contains("[96, 64]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_tensor() {
     let mut f = fixture("llama");
-    edit_config(&mut f, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    edit_config(
+        &mut f,
+        "\"num_hidden_layers\": 2",
+        "\"num_hidden_layers\": 3",
+    );
     let e = err_of(&f);
-    assert!(e.contains("missing tensor `model.layers.2.input_layernorm.weight`"), "{e}");
+    assert!(
+        e.contains("missing tensor `model.layers.2.input_layernorm.weight`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unexpected_tensor() {
     let mut f = fixture("llama");
-    edit_config(&mut f, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    edit_config(
+        &mut f,
+        "\"num_hidden_layers\": 2",
+        "\"num_hidden_layers\": 1",
+    );
     let e = err_of(&f);
-    assert!(e.contains("unexpected tensor") && e.contains("model.layers.1"), "{e}");
+    assert!(
+        e.contains("unexpected tensor") && e.contains("model.layers.1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unsupported_model_type() {
     let mut f = fixture("qwen2");
-    edit_config(&mut f, "\"model_type\": \"qwen2\"", "\"model_type\": \"gpt_neox\"");
+    edit_config(
+        &mut f,
+        "\"model_type\": \"qwen2\"",
+        "\"model_type\": \"gpt_neox\"",
+    );
     let e = err_of(&f);
-    assert!(e.contains("config.json") && e.contains("gpt_neox") && e.contains("llama, qwen2, mistral"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("gpt_neox") && e.contains("llama, qwen2, mistral"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -103,7 +147,11 @@ fn missing_shard_of_an_index() {
     let mut f = fixture("qwen2-sharded");
     f.0.remove("model-00002-of-00003.safetensors");
     let e = err_of(&f);
-    assert!(e.contains("model-00002-of-00003.safetensors") && e.contains("model.safetensors.index.json"), "{e}");
+    assert!(
+        e.contains("model-00002-of-00003.safetensors")
+            && e.contains("model.safetensors.index.json"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,7 +160,10 @@ fn truncated_shard() {
     let b = f.0["model-00003-of-00003.safetensors"].clone();
     f.0.insert("model-00003-of-00003.safetensors".into(), b[..6].to_vec());
     let e = err_of(&f);
-    assert!(e.contains("model-00003-of-00003.safetensors") && e.contains("too short"), "{e}");
+    assert!(
+        e.contains("model-00003-of-00003.safetensors") && e.contains("too short"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -125,10 +176,14 @@ fn no_config() {
 #[test]
 fn tokenizer_fixture_parses() {
     let f = fixture("llama");
-    let t = bitnet_core::tokenizer::Tokenizer::from_bytes("tokenizer.json", &f.0["tokenizer.json"]).unwrap();
+    let t = bitnet_core::tokenizer::Tokenizer::from_bytes("tokenizer.json", &f.0["tokenizer.json"])
+        .unwrap();
     assert_eq!(t.vocab_size(), 297);
     let ids = t.encode("Instruction: Write a haiku", false).unwrap();
     assert_eq!(t.decode(&ids, false).unwrap(), "Instruction: Write a haiku");
-    let e = bitnet_core::tokenizer::Tokenizer::from_bytes("tokenizer.json", b"{}").err().unwrap().to_string();
+    let e = bitnet_core::tokenizer::Tokenizer::from_bytes("tokenizer.json", b"{}")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.starts_with("tokenizer.json: tokenizer:"), "{e}");
 }

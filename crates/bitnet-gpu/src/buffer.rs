@@ -10,20 +10,25 @@ impl Gpu {
     /// A storage buffer initialised from `data`, checked against the binding limit.
     pub fn upload(&self, name: &str, data: &[u8]) -> Result<wgpu::Buffer, GpuError> {
         self.check_binding(name, data.len() as u64)?;
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(name),
-            contents: data,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        }))
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            }))
     }
 
     /// A uniform buffer from `data`.
     pub fn uniform(&self, name: &str, data: &[u8]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(name),
-            contents: data,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: data,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// A zeroed storage buffer of `bytes` (at least 4), checked against the binding limit.
@@ -33,13 +38,20 @@ impl Gpu {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
 
     /// Copies the first `bytes` of `src` into a staging buffer and reads them back.
-    pub async fn read(&self, what: &str, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+    pub async fn read(
+        &self,
+        what: &str,
+        src: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>, GpuError> {
         let size = bytes.next_multiple_of(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
@@ -47,7 +59,11 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
         enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
 
@@ -58,14 +74,26 @@ impl Gpu {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback { what: what.into(), message: e.to_string() })?;
-        let mapped = rx.await.map_err(|_| GpuError::Readback { what: what.into(), message: "the device was lost".into() })?;
-        mapped.map_err(|e| GpuError::Readback { what: what.into(), message: e.to_string() })?;
+            .map_err(|e| GpuError::Readback {
+                what: what.into(),
+                message: e.to_string(),
+            })?;
+        let mapped = rx.await.map_err(|_| GpuError::Readback {
+            what: what.into(),
+            message: "the device was lost".into(),
+        })?;
+        mapped.map_err(|e| GpuError::Readback {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
         let out = {
             let view = staging
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| GpuError::Readback { what: what.into(), message: e.to_string() })?;
+                .map_err(|e| GpuError::Readback {
+                    what: what.into(),
+                    message: e.to_string(),
+                })?;
             view[..bytes as usize].to_vec()
         };
         staging.unmap();

@@ -33,7 +33,8 @@ pub struct AdapterReport {
 impl Gpu {
     /// Picks the high-performance adapter and creates a device with its full limits.
     pub async fn new() -> Result<Gpu, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -77,14 +78,35 @@ impl Gpu {
         let l = &self.limits;
         let limits = vec![
             ("max_buffer_size".to_string(), l.max_buffer_size),
-            ("max_storage_buffer_binding_size".to_string(), l.max_storage_buffer_binding_size as u64),
-            ("max_storage_buffers_per_shader_stage".to_string(), l.max_storage_buffers_per_shader_stage as u64),
+            (
+                "max_storage_buffer_binding_size".to_string(),
+                l.max_storage_buffer_binding_size,
+            ),
+            (
+                "max_storage_buffers_per_shader_stage".to_string(),
+                l.max_storage_buffers_per_shader_stage as u64,
+            ),
             ("max_bind_groups".to_string(), l.max_bind_groups as u64),
-            ("max_compute_invocations_per_workgroup".to_string(), l.max_compute_invocations_per_workgroup as u64),
-            ("max_compute_workgroup_size_x".to_string(), l.max_compute_workgroup_size_x as u64),
-            ("max_compute_workgroup_storage_size".to_string(), l.max_compute_workgroup_storage_size as u64),
-            ("max_compute_workgroups_per_dimension".to_string(), l.max_compute_workgroups_per_dimension as u64),
-            ("max_uniform_buffer_binding_size".to_string(), l.max_uniform_buffer_binding_size as u64),
+            (
+                "max_compute_invocations_per_workgroup".to_string(),
+                l.max_compute_invocations_per_workgroup as u64,
+            ),
+            (
+                "max_compute_workgroup_size_x".to_string(),
+                l.max_compute_workgroup_size_x as u64,
+            ),
+            (
+                "max_compute_workgroup_storage_size".to_string(),
+                l.max_compute_workgroup_storage_size as u64,
+            ),
+            (
+                "max_compute_workgroups_per_dimension".to_string(),
+                l.max_compute_workgroups_per_dimension as u64,
+            ),
+            (
+                "max_uniform_buffer_binding_size".to_string(),
+                l.max_uniform_buffer_binding_size,
+            ),
         ];
         AdapterReport {
             name: self.info.name.clone(),
@@ -95,24 +117,40 @@ impl Gpu {
             vendor: self.info.vendor,
             device: self.info.device,
             limits,
-            features: self.features.iter_names().map(|(n, _)| n.to_string()).collect(),
+            features: self
+                .features
+                .iter_names()
+                .map(|(n, _)| n.to_string())
+                .collect(),
         }
     }
 
     /// Largest buffer a single storage binding may cover.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Fails with a message naming `tensor` when `bytes` exceed one storage binding.
     pub fn check_binding(&self, tensor: &str, bytes: u64) -> Result<(), GpuError> {
         let l = &self.limits;
         if bytes > l.max_buffer_size {
-            return Err(GpuError::Limit { tensor: tensor.into(), needed: bytes, limit_name: "maxBufferSize", limit: l.max_buffer_size });
+            return Err(GpuError::Limit {
+                tensor: tensor.into(),
+                needed: bytes,
+                limit_name: "maxBufferSize",
+                limit: l.max_buffer_size,
+            });
         }
-        let b = l.max_storage_buffer_binding_size as u64;
+        let b = l.max_storage_buffer_binding_size;
         if bytes > b {
-            return Err(GpuError::Limit { tensor: tensor.into(), needed: bytes, limit_name: "maxStorageBufferBindingSize", limit: b });
+            return Err(GpuError::Limit {
+                tensor: tensor.into(),
+                needed: bytes,
+                limit_name: "maxStorageBufferBindingSize",
+                limit: b,
+            });
         }
         Ok(())
     }

@@ -4,13 +4,17 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum GpuError {
-    #[error("no GPU adapter found ({0}); on Linux install a Vulkan driver (e.g. mesa-vulkan-drivers), in a browser enable WebGPU")]
+    #[error(
+        "no GPU adapter found ({0}); on Linux install a Vulkan driver (e.g. mesa-vulkan-drivers), in a browser enable WebGPU"
+    )]
     NoAdapter(String),
 
     #[error("the adapter `{adapter}` refused to create a device: {message}")]
     RequestDevice { adapter: String, message: String },
 
-    #[error("tensor `{tensor}` needs {needed} bytes, over this adapter's {limit_name} of {limit} bytes")]
+    #[error(
+        "tensor `{tensor}` needs {needed} bytes, over this adapter's {limit_name} of {limit} bytes"
+    )]
     Limit {
         tensor: String,
         needed: u64,

@@ -84,7 +84,12 @@ pub async fn pack_model<F: ModelFiles>(
             }
         } else {
             let bytes = model.tensor_bytes(files, loc).await?;
-            writer.add_plain(OwnedTensor { name: spec.name.clone(), dtype: loc.info.dtype, shape: spec.shape.clone(), bytes });
+            writer.add_plain(OwnedTensor {
+                name: spec.name.clone(),
+                dtype: loc.info.dtype,
+                shape: spec.shape.clone(),
+                bytes,
+            });
             TensorReport {
                 name: spec.name.clone(),
                 shape: spec.shape.clone(),
@@ -103,7 +108,10 @@ pub async fn pack_model<F: ModelFiles>(
     }
     let file = writer.finish(&model.config_json, model.tokenizer_json.as_deref())?;
     let ternary: Vec<&TensorReport> = reports.iter().filter(|r| r.ternary).collect();
-    let ternary_parameters: u64 = ternary.iter().map(|r| r.shape.iter().product::<usize>() as u64).sum();
+    let ternary_parameters: u64 = ternary
+        .iter()
+        .map(|r| r.shape.iter().product::<usize>() as u64)
+        .sum();
     let zero_weights: f64 = ternary
         .iter()
         .map(|r| r.sparsity.unwrap_or(0.0) * r.shape.iter().product::<usize>() as f64)
@@ -112,7 +120,11 @@ pub async fn pack_model<F: ModelFiles>(
         bytes_in: model.weight_bytes(),
         bytes_out: file.len() as u64,
         ternary_parameters,
-        mean_sparsity: if ternary_parameters > 0 { zero_weights / ternary_parameters as f64 } else { 0.0 },
+        mean_sparsity: if ternary_parameters > 0 {
+            zero_weights / ternary_parameters as f64
+        } else {
+            0.0
+        },
         tensors: reports,
     };
     Ok((file, report))
@@ -120,14 +132,21 @@ pub async fn pack_model<F: ModelFiles>(
 
 /// Codes, scale and device of one tensor. A tensor too large for one GPU binding is quantized on
 /// the CPU (same numerics; the report says so).
-async fn quantize_one(gpu: Option<&Gpu>, name: &str, w: &[f32], q: &Quantizer) -> Result<(Vec<i8>, f32, &'static str), GpuError> {
-    if let Some(gpu) = gpu {
-        if gpu.check_binding(name, 4 * w.len() as u64).is_ok() {
-            let t = gpu.quantize(name, w, q).await?;
-            let codes = unpack(Packing::TwoBit, &t.packed, w.len())
-                .map_err(|m| GpuError::Device { what: format!("quantize `{name}`"), message: m })?;
-            return Ok((codes, t.stats.scale, "gpu"));
-        }
+async fn quantize_one(
+    gpu: Option<&Gpu>,
+    name: &str,
+    w: &[f32],
+    q: &Quantizer,
+) -> Result<(Vec<i8>, f32, &'static str), GpuError> {
+    if let Some(gpu) = gpu
+        && gpu.check_binding(name, 4 * w.len() as u64).is_ok()
+    {
+        let t = gpu.quantize(name, w, q).await?;
+        let codes = unpack(Packing::TwoBit, &t.packed, w.len()).map_err(|m| GpuError::Device {
+            what: format!("quantize `{name}`"),
+            message: m,
+        })?;
+        return Ok((codes, t.stats.scale, "gpu"));
     }
     let Ternary { codes, scale } = q.quantize(w);
     Ok((codes, scale, "cpu"))

@@ -46,8 +46,12 @@ impl Gpu {
                 ty: wgpu::BindingType::Buffer {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        BindingKind::StorageRead => {
+                            wgpu::BufferBindingType::Storage { read_only: true }
+                        }
+                        BindingKind::StorageReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -55,10 +59,12 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let layout = Rc::new(self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(fam.name),
-            entries: &entries,
-        }));
+        let layout = Rc::new(self.device.create_bind_group_layout(
+            &wgpu::BindGroupLayoutDescriptor {
+                label: Some(fam.name),
+                entries: &entries,
+            },
+        ));
         cache.layouts.borrow_mut().insert(fam.name, layout.clone());
         layout
     }
@@ -69,15 +75,20 @@ impl Gpu {
             return p.clone();
         }
         let module = self.module(fam);
-        let pipeline = Rc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&module.1),
-            module: &module.0,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
-        self.pipelines.pipelines.borrow_mut().insert((fam.name, entry), pipeline.clone());
+        let pipeline = Rc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&module.1),
+                module: &module.0,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
+        self.pipelines
+            .pipelines
+            .borrow_mut()
+            .insert((fam.name, entry), pipeline.clone());
         pipeline
     }
 
@@ -86,17 +97,24 @@ impl Gpu {
             return m.clone();
         }
         let layout = self.layout(fam);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(fam.name),
-            source: wgpu::ShaderSource::Wgsl(fam.source.into()),
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(fam.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(fam.name),
+                source: wgpu::ShaderSource::Wgsl(fam.source.into()),
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(fam.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
         let m = Rc::new((module, pl));
-        self.pipelines.modules.borrow_mut().insert(fam.name, m.clone());
+        self.pipelines
+            .modules
+            .borrow_mut()
+            .insert(fam.name, m.clone());
         m
     }
 
@@ -106,8 +124,15 @@ impl Gpu {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(fam.name), layout: &layout, entries: &entries })
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(fam.name),
+            layout: &layout,
+            entries: &entries,
+        })
     }
 }

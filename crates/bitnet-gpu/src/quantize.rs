@@ -50,10 +50,19 @@ pub struct GpuTernary {
 
 impl Gpu {
     /// Quantizes `w` (a tensor named `name`, flattened row-major) with `q`.
-    pub async fn quantize(&self, name: &str, w: &[f32], q: &Quantizer) -> Result<GpuTernary, GpuError> {
+    pub async fn quantize(
+        &self,
+        name: &str,
+        w: &[f32],
+        q: &Quantizer,
+    ) -> Result<GpuTernary, GpuError> {
         let n = w.len() as u64;
         if n == 0 {
-            return Ok(GpuTernary { packed: Vec::new(), stats: q.stats(w), selected: 0 });
+            return Ok(GpuTernary {
+                packed: Vec::new(),
+                stats: q.stats(w),
+                selected: 0,
+            });
         }
         let words = n.div_ceil(16);
         let num_partials = n.div_ceil(WG * PER_THREAD).clamp(1, MAX_PARTIALS);
@@ -66,7 +75,14 @@ impl Gpu {
                 (1, if opt { 0 } else { 1 }, ratio, opt)
             }
         };
-        let params = Params { n: n as u32, mode, scale_mode, ratio, num_partials: num_partials as u32, _pad: [0; 3] };
+        let params = Params {
+            n: n as u32,
+            mode,
+            scale_mode,
+            ratio,
+            num_partials: num_partials as u32,
+            _pad: [0; 3],
+        };
 
         let w_buf = self.upload(name, f32_bytes(w))?;
         let p_buf = self.uniform("quantize.params", bytemuck::bytes_of(&params));
@@ -75,16 +91,24 @@ impl Gpu {
         let packed = self.storage(&format!("{name} (packed codes)"), words * 4)?;
         let bg = self.bind_group(&QUANTIZE, &[&p_buf, &w_buf, &partials, &stats, &packed]);
 
-        let mut passes: Vec<(&'static str, u64)> = vec![("sum_abs", num_partials), ("finish_mean", 1)];
+        let mut passes: Vec<(&'static str, u64)> =
+            vec![("sum_abs", num_partials), ("finish_mean", 1)];
         if optimal {
             passes.push(("sum_above_cut", num_partials));
             passes.push(("finish_selected", 1));
         }
         passes.push(("encode", encode_groups));
 
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("quantize") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("quantize"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("quantize"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("quantize"),
+                timestamp_writes: None,
+            });
             pass.set_bind_group(0, &bg, &[]);
             for (entry, groups) in passes {
                 pass.set_pipeline(&self.pipeline(&QUANTIZE, entry));
@@ -99,7 +123,11 @@ impl Gpu {
         bytes.truncate(n.div_ceil(4) as usize);
         Ok(GpuTernary {
             packed: bytes,
-            stats: QuantStats { mean_abs: s[0], cut: s[1], scale: s[2] },
+            stats: QuantStats {
+                mean_abs: s[0],
+                cut: s[1],
+                scale: s[2],
+            },
             selected: s[3] as u64,
         })
     }

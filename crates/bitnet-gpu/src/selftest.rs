@@ -50,17 +50,30 @@ fn near_boundary(q: &Quantizer, w: f32, cut: f32) -> bool {
 }
 
 /// Checks one tensor; returns a line describing the comparison.
-pub async fn check_tensor(gpu: &Gpu, label: &str, w: &[f32], q: &Quantizer) -> Result<String, String> {
+pub async fn check_tensor(
+    gpu: &Gpu,
+    label: &str,
+    w: &[f32],
+    q: &Quantizer,
+) -> Result<String, String> {
     let got = gpu.quantize(label, w, q).await.map_err(|e| e.to_string())?;
     let want = q.stats(w);
-    for (what, g, c) in [("mean|W|", got.stats.mean_abs, want.mean_abs), ("cut", got.stats.cut, want.cut), ("scale", got.stats.scale, want.scale)] {
+    for (what, g, c) in [
+        ("mean|W|", got.stats.mean_abs, want.mean_abs),
+        ("cut", got.stats.cut, want.cut),
+        ("scale", got.stats.scale, want.scale),
+    ] {
         if !close(g, c) {
-            return Err(format!("{label}: {what} gpu {g} vs cpu {c} (diff {:e})", (g - c).abs()));
+            return Err(format!(
+                "{label}: {what} gpu {g} vs cpu {c} (diff {:e})",
+                (g - c).abs()
+            ));
         }
     }
     // Codes: the GPU's codes must equal the CPU reference's codes computed from the GPU's own
     // statistics, except where a weight sits on a rounding boundary.
-    let codes = unpack(Packing::TwoBit, &got.packed, w.len()).map_err(|e| format!("{label}: {e}"))?;
+    let codes =
+        unpack(Packing::TwoBit, &got.packed, w.len()).map_err(|e| format!("{label}: {e}"))?;
     let reference = q.codes_with(w, &got.stats);
     let mut bad = 0usize;
     let mut first_bad = None;
@@ -82,7 +95,9 @@ pub async fn check_tensor(gpu: &Gpu, label: &str, w: &[f32], q: &Quantizer) -> R
     // Padding of the last byte must be code 1 (a zero weight).
     let repacked = pack(Packing::TwoBit, &codes);
     if repacked != got.packed {
-        return Err(format!("{label}: packed bytes are not in the canonical 2-bit layout (tail padding?)"));
+        return Err(format!(
+            "{label}: packed bytes are not in the canonical 2-bit layout (tail padding?)"
+        ));
     }
     Ok(format!(
         "{label}: n={} {:?} scale gpu {} cpu {} (diff {:.1e}), codes identical",
@@ -98,20 +113,38 @@ pub async fn check_tensor(gpu: &Gpu, label: &str, w: &[f32], q: &Quantizer) -> R
 /// multiples of the workgroup size, for every quantizer.
 pub async fn quantize_against_cpu(gpu: &Gpu) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
-    let seed_q = Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Absmean };
-    let fixed = gpu.quantize("check vector", &[1.0, -1.0, 0.0, 0.5, 2.0], &seed_q).await.map_err(|e| e.to_string())?;
+    let seed_q = Quantizer::Threshold {
+        ratio: 0.7,
+        scale: ScaleMode::Absmean,
+    };
+    let fixed = gpu
+        .quantize("check vector", &[1.0, -1.0, 0.0, 0.5, 2.0], &seed_q)
+        .await
+        .map_err(|e| e.to_string())?;
     if fixed.packed != [0x85, 0x95] || (fixed.stats.scale - 0.9).abs() > 1e-6 {
-        return Err(format!("check vector: got bytes {:02x?} scale {}, want [85, 95] scale 0.9", fixed.packed, fixed.stats.scale));
+        return Err(format!(
+            "check vector: got bytes {:02x?} scale {}, want [85, 95] scale 0.9",
+            fixed.packed, fixed.stats.scale
+        ));
     }
     lines.push("check vector: bytes 0x85 0x95, scale 0.9".to_string());
 
     let quantizers = [
         Quantizer::Absmean,
-        Quantizer::Threshold { ratio: 0.7, scale: ScaleMode::Optimal },
-        Quantizer::Threshold { ratio: 1.0, scale: ScaleMode::Absmean },
+        Quantizer::Threshold {
+            ratio: 0.7,
+            scale: ScaleMode::Optimal,
+        },
+        Quantizer::Threshold {
+            ratio: 1.0,
+            scale: ScaleMode::Absmean,
+        },
     ];
     let mut rng = Rng::new(0x5eed);
-    for (k, n) in [1usize, 15, 257, 4099, 70_001, 1_000_003].into_iter().enumerate() {
+    for (k, n) in [1usize, 15, 257, 4099, 70_001, 1_000_003]
+        .into_iter()
+        .enumerate()
+    {
         let std = 0.02 * (1 + k) as f32;
         let w: Vec<f32> = (0..n).map(|_| rng.normal(std)).collect();
         for q in &quantizers {

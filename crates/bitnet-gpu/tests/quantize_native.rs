@@ -6,7 +6,8 @@ use bitnet_gpu::Gpu;
 
 #[test]
 fn quantize_kernel_matches_cpu_reference() {
-    let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
     eprintln!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     match pollster::block_on(bitnet_gpu::selftest::quantize_against_cpu(&gpu)) {
         Ok(lines) => lines.iter().for_each(|l| eprintln!("{l}")),

@@ -14,7 +14,10 @@ async fn quantize_kernel_matches_cpu_reference_in_browser() {
         Err(e) => panic!("WebGPU is required for this test: {e}"),
     };
     let backend = format!("{:?}", gpu.info.backend);
-    assert_eq!(backend, "BrowserWebGpu", "the test must run on the browser's WebGPU, not {backend}");
+    assert_eq!(
+        backend, "BrowserWebGpu",
+        "the test must run on the browser's WebGPU, not {backend}"
+    );
     match bitnet_gpu::selftest::quantize_against_cpu(&gpu).await {
         Ok(lines) => lines.iter().for_each(|l| console_log!("{l}")),
         Err(e) => panic!("{e}"),

@@ -15,7 +15,11 @@ use crate::files::BrowserFiles;
 enum AdapterState {
     Probing,
     Missing(String),
-    Ready { report: AdapterReport, max_buffer: u64, max_binding: u64 },
+    Ready {
+        report: AdapterReport,
+        max_buffer: u64,
+        max_binding: u64,
+    },
 }
 
 #[derive(Clone)]
@@ -43,7 +47,7 @@ async fn probe() -> AdapterState {
         Ok(gpu) => AdapterState::Ready {
             report: gpu.report(),
             max_buffer: gpu.limits.max_buffer_size,
-            max_binding: gpu.limits.max_storage_buffer_binding_size as u64,
+            max_binding: gpu.limits.max_storage_buffer_binding_size,
         },
         Err(e) => AdapterState::Missing(format!("WebGPU is present but gave no adapter: {e}")),
     }
@@ -100,7 +104,7 @@ pub fn App() -> impl IntoView {
                     </label>
                     <label>
                         "Choose a folder…"
-                        <input id="pick-folder" type="file" webkitdirectory="" on:change=on_files />
+                        <input id="pick-folder" type="file" prop:webkitdirectory=true on:change=on_files />
                     </label>
                 </div>
                 <p class="muted">
@@ -119,11 +123,19 @@ fn row(label: &'static str, value: String) -> impl IntoView {
 
 fn adapter_view(state: AdapterState) -> AnyView {
     match state {
-        AdapterState::Probing => view! { <p class="muted">"Looking for a WebGPU adapter…"</p> }.into_any(),
-        AdapterState::Missing(msg) => view! { <p class="error" id="adapter-error">{msg}</p> }.into_any(),
+        AdapterState::Probing => {
+            view! { <p class="muted">"Looking for a WebGPU adapter…"</p> }.into_any()
+        }
+        AdapterState::Missing(msg) => {
+            view! { <p class="error" id="adapter-error">{msg}</p> }.into_any()
+        }
         AdapterState::Ready { report, .. } => {
             let limits = report.limits.clone();
-            let features = if report.features.is_empty() { "(none)".to_string() } else { report.features.join(", ") };
+            let features = if report.features.is_empty() {
+                "(none)".to_string()
+            } else {
+                report.features.join(", ")
+            };
             view! {
                 <table id="adapter-info">
                     {row("name", report.name.clone())}
@@ -150,12 +162,18 @@ fn adapter_view(state: AdapterState) -> AnyView {
 fn model_view(state: ModelState, adapter: AdapterState) -> AnyView {
     match state {
         ModelState::Empty => view! { <p class="muted">"No model chosen yet."</p> }.into_any(),
-        ModelState::Loading(n) => view! { <p class="muted">{format!("Reading {n} files…")}</p> }.into_any(),
+        ModelState::Loading(n) => {
+            view! { <p class="muted">{format!("Reading {n} files…")}</p> }.into_any()
+        }
         ModelState::Failed(msg) => view! { <p class="error" id="model-error">{msg}</p> }.into_any(),
         ModelState::Loaded(s) => {
             let m = s.finetune_memory.clone();
             let notes = match adapter {
-                AdapterState::Ready { report, max_buffer, max_binding } => m
+                AdapterState::Ready {
+                    report,
+                    max_buffer,
+                    max_binding,
+                } => m
                     .limit_notes(max_buffer, max_binding)
                     .into_iter()
                     .map(|n| format!("{}: {n}", report.name))

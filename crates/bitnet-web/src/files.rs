@@ -35,10 +35,18 @@ impl ModelFiles for BrowserFiles {
         self.file(name).map(|f| f.size() as u64)
     }
     async fn read_range(&self, name: &str, start: u64, end: u64) -> Result<Vec<u8>> {
-        let err = |what: &str| CoreError::Invalid(format!("{name}: cannot read bytes {start}..{end}: {what}"));
-        let f = self.file(name).ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
-        let blob = f.slice_with_f64_and_f64(start as f64, end as f64).map_err(|_| err("slice failed"))?;
-        let buf = JsFuture::from(blob.array_buffer()).await.map_err(|_| err("the browser refused to read the file"))?;
+        let err = |what: &str| {
+            CoreError::Invalid(format!("{name}: cannot read bytes {start}..{end}: {what}"))
+        };
+        let f = self
+            .file(name)
+            .ok_or_else(|| CoreError::MissingFile(name.to_string()))?;
+        let blob = f
+            .slice_with_f64_and_f64(start as f64, end as f64)
+            .map_err(|_| err("slice failed"))?;
+        let buf = JsFuture::from(blob.array_buffer())
+            .await
+            .map_err(|_| err("the browser refused to read the file"))?;
         Ok(js_sys::Uint8Array::new(&buf).to_vec())
     }
 }

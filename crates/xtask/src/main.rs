@@ -1,8 +1,8 @@
 //! `cargo xtask setup|test|serve` — the only build glue of bitnet-studio (std only, no dependencies).
 //!
 //! - setup: installs what the build and the tests need, pinned (DESIGN.md §5), skipping what is there.
-//! - test:  setup, fmt, clippy, native tests (GPU tests on lavapipe), the release wasm build through
-//!          trunk, the browser tests in headless Chromium on WebGPU, and the app's end-to-end test.
+//! - test: setup, fmt, clippy, native tests (GPU tests on lavapipe), the release wasm build through
+//!   trunk, the browser tests in headless Chromium on WebGPU, and the app's end-to-end test.
 //! - serve: builds the web app and serves it on 127.0.0.1:8080.
 
 mod serve;
@@ -41,14 +41,24 @@ pub type XResult = Result<(), String>;
 
 fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.ancestors().nth(2).map(Path::to_path_buf).unwrap_or(manifest)
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest)
 }
 
 /// Runs a command, echoing it, and fails with its exit status.
 pub fn run(cmd: &mut Command) -> XResult {
     eprintln!("xtask: $ {}", describe(cmd));
-    let status = cmd.status().map_err(|e| format!("cannot start `{}`: {e}", describe(cmd)))?;
-    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", describe(cmd))) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", describe(cmd)))
+    }
 }
 
 pub fn describe(cmd: &Command) -> String {
@@ -67,7 +77,10 @@ pub fn cargo() -> Command {
 /// PATH with the project-local npm binaries (wasm-opt) and cargo's bin folder first.
 pub fn tool_path(root: &Path) -> String {
     let mut parts = vec![root.join("node_modules/.bin").display().to_string()];
-    if let Some(home) = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo"))) {
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+    {
         parts.push(home.join("bin").display().to_string());
     }
     parts.push(std::env::var("PATH").unwrap_or_default());
@@ -80,7 +93,10 @@ fn step(name: &str) {
 
 /// Builds the web app in release mode into dist/.
 pub fn build_web(root: &Path) -> XResult {
-    run(Command::new("trunk").args(["build", "--release", "--offline"]).current_dir(root).env("PATH", tool_path(root)))
+    run(Command::new("trunk")
+        .args(["build", "--release", "--offline"])
+        .current_dir(root)
+        .env("PATH", tool_path(root)))
 }
 
 fn test(root: &Path) -> XResult {
@@ -88,26 +104,61 @@ fn test(root: &Path) -> XResult {
     let path = tool_path(root);
 
     step("format");
-    run(cargo().args(["fmt", "--all", "--", "--check"]).current_dir(root))?;
+    run(cargo()
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(root))?;
 
     step("clippy (native)");
     run(cargo()
-        .args(["clippy", "--workspace", "--exclude", "bitnet-web", "--all-targets", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "bitnet-web",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .current_dir(root))?;
     step("clippy (wasm32)");
     run(cargo()
-        .args(["clippy", "--target", WASM_TARGET, "-p", "bitnet-core", "-p", "bitnet-gpu", "-p", "bitnet-web", "--all-targets", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "bitnet-core",
+            "-p",
+            "bitnet-gpu",
+            "-p",
+            "bitnet-web",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .current_dir(root))?;
 
     step("native tests (GPU tests on the system's Vulkan adapter)");
-    run(cargo().args(["test", "--workspace", "--exclude", "bitnet-web"]).current_dir(root))?;
+    run(cargo()
+        .args(["test", "--workspace", "--exclude", "bitnet-web"])
+        .current_dir(root))?;
 
     step("release wasm build (trunk)");
     build_web(root)?;
 
     step("browser tests (wasm-bindgen-test in headless Chromium, WebGPU)");
     run(cargo()
-        .args(["test", "--target", WASM_TARGET, "-p", "bitnet-gpu", "--test", "quantize_web"])
+        .args([
+            "test",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "bitnet-gpu",
+            "--test",
+            "quantize_web",
+        ])
         .current_dir(root.join("crates/bitnet-gpu"))
         .env("PATH", &path)
         .env("CHROMEDRIVER", setup::CHROMEDRIVER)
@@ -130,13 +181,19 @@ fn test(root: &Path) -> XResult {
 fn serve_app(root: &Path, args: &[String]) -> XResult {
     let port = match args {
         [] => 8080,
-        [flag, p] if flag == "--port" => p.parse().map_err(|_| format!("--port: `{p}` is not a port number"))?,
+        [flag, p] if flag == "--port" => p
+            .parse()
+            .map_err(|_| format!("--port: `{p}` is not a port number"))?,
         _ => return Err("usage: cargo xtask serve [--port N]".into()),
     };
     setup::setup(root, setup::Scope::WebBuild)?;
     build_web(root)?;
     let server = serve::Server::start(&root.join("dist"), port)?;
-    eprintln!("xtask: serving {} on http://127.0.0.1:{} (Ctrl-C to stop)", root.join("dist").display(), server.port);
+    eprintln!(
+        "xtask: serving {} on http://127.0.0.1:{} (Ctrl-C to stop)",
+        root.join("dist").display(),
+        server.port
+    );
     server.wait();
     Ok(())
 }

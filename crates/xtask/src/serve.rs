@@ -18,9 +18,13 @@ impl Server {
     /// Serves `dir` on 127.0.0.1:`port` (0 picks a free port) in a background thread.
     pub fn start(dir: &Path, port: u16) -> Result<Server, String> {
         if !dir.join("index.html").is_file() {
-            return Err(format!("{} has no index.html: build the app first", dir.display()));
+            return Err(format!(
+                "{} has no index.html: build the app first",
+                dir.display()
+            ));
         }
-        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -39,7 +43,11 @@ impl Server {
                 }
             }
         });
-        Ok(Server { port, stop, handle: Some(handle) })
+        Ok(Server {
+            port,
+            stop,
+            handle: Some(handle),
+        })
     }
 
     /// Blocks until the process is killed.
@@ -88,12 +96,24 @@ fn handle(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
     let target = parts.next().unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/");
     let file = resolve(dir, path);
-    let (status, body, ctype) = match (method, file.as_ref().and_then(|f| std::fs::read(f).ok().map(|b| (f, b)))) {
+    let (status, body, ctype) = match (
+        method,
+        file.as_ref()
+            .and_then(|f| std::fs::read(f).ok().map(|b| (f, b))),
+    ) {
         ("GET" | "HEAD", Some((f, body))) => ("200 OK", body, content_type(f)),
         ("GET" | "HEAD", None) => ("404 Not Found", b"not found".to_vec(), "text/plain"),
-        _ => ("405 Method Not Allowed", b"method not allowed".to_vec(), "text/plain"),
+        _ => (
+            "405 Method Not Allowed",
+            b"method not allowed".to_vec(),
+            "text/plain",
+        ),
     };
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n", body.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
     if method != "HEAD" {
         stream.write_all(&body)?;
     }

@@ -10,7 +10,12 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Debian packages: lavapipe (software Vulkan) for native GPU tests, Chromium and its driver for the
 /// browser tests, Node.js for wasm-opt and Playwright.
-const APT_PACKAGES: [&str; 4] = ["mesa-vulkan-drivers", "libvulkan1", "chromium", "chromium-driver"];
+const APT_PACKAGES: [&str; 4] = [
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+    "chromium",
+    "chromium-driver",
+];
 const WASM_OPT_VERSION: &str = "version 132";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,7 +37,8 @@ pub fn setup(root: &Path, scope: Scope) -> XResult {
     }
     apt_install(&apt)?;
 
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if installed.lines().any(|l| l.trim() == WASM_TARGET) {
         eprintln!("xtask: ok  rust target {WASM_TARGET}");
     } else {
@@ -41,44 +47,66 @@ pub fn setup(root: &Path, scope: Scope) -> XResult {
     }
 
     let path = tool_path(root);
-    let trunk = output(Command::new("trunk").arg("--version").env("PATH", &path)).unwrap_or_default();
+    let trunk =
+        output(Command::new("trunk").arg("--version").env("PATH", &path)).unwrap_or_default();
     if trunk.contains(TRUNK_VERSION) {
         eprintln!("xtask: ok  trunk {TRUNK_VERSION}");
     } else {
-        eprintln!("xtask: installing trunk {TRUNK_VERSION} (found: {})", trunk.trim());
+        eprintln!(
+            "xtask: installing trunk {TRUNK_VERSION} (found: {})",
+            trunk.trim()
+        );
         run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
     }
 
     let wb = wasm_bindgen_version(root)?;
-    let have = output(Command::new("wasm-bindgen").arg("--version").env("PATH", &path)).unwrap_or_default();
+    let have = output(
+        Command::new("wasm-bindgen")
+            .arg("--version")
+            .env("PATH", &path),
+    )
+    .unwrap_or_default();
     if have.split_whitespace().any(|w| w == wb) {
         eprintln!("xtask: ok  wasm-bindgen-cli {wb}");
     } else {
         // Without --locked: its own lockfile can pin crates that need a newer rustc.
-        eprintln!("xtask: installing wasm-bindgen-cli {wb} (Cargo.lock's wasm-bindgen; found: {})", have.trim());
+        eprintln!(
+            "xtask: installing wasm-bindgen-cli {wb} (Cargo.lock's wasm-bindgen; found: {})",
+            have.trim()
+        );
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &wb]))?;
     }
 
-    let wasm_opt = output(Command::new(root.join("node_modules/.bin/wasm-opt")).arg("--version")).unwrap_or_default();
-    let playwright = root.join("node_modules/playwright-core/package.json").is_file();
+    let wasm_opt = output(Command::new(root.join("node_modules/.bin/wasm-opt")).arg("--version"))
+        .unwrap_or_default();
+    let playwright = root
+        .join("node_modules/playwright-core/package.json")
+        .is_file();
     if wasm_opt.contains(WASM_OPT_VERSION) && playwright {
         eprintln!("xtask: ok  npm packages (binaryen {WASM_OPT_VERSION}, playwright-core)");
     } else {
-        eprintln!("xtask: installing npm packages from package-lock.json (binaryen, playwright-core) into node_modules/");
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(root))?;
+        eprintln!(
+            "xtask: installing npm packages from package-lock.json (binaryen, playwright-core) into node_modules/"
+        );
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(root))?;
     }
     Ok(())
 }
 
 /// The wasm-bindgen version that Cargo.lock pins; wasm-bindgen-cli must match it exactly.
 fn wasm_bindgen_version(root: &Path) -> Result<String, String> {
-    let lock = std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let lock =
+        std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
-        if l.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|v| v.trim().strip_prefix("version = \"")) {
-                return Ok(v.trim_end_matches('"').to_string());
-            }
+        if l.trim() == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|v| v.trim().strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_string());
         }
     }
     Err("Cargo.lock has no wasm-bindgen package".into())
@@ -86,11 +114,14 @@ fn wasm_bindgen_version(root: &Path) -> Result<String, String> {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn dpkg_installed(pkg: &str) -> bool {
-    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg])).is_some_and(|s| s.contains("install ok installed"))
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 fn apt_install(pkgs: &[&str]) -> XResult {
@@ -101,7 +132,11 @@ fn apt_install(pkgs: &[&str]) -> XResult {
     eprintln!("xtask: installing apt packages: {}", pkgs.join(" "));
     let root_user = output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0");
     let apt = |args: &[&str]| {
-        let mut c = if root_user { Command::new("apt-get") } else { Command::new("sudo") };
+        let mut c = if root_user {
+            Command::new("apt-get")
+        } else {
+            Command::new("sudo")
+        };
         if !root_user {
             c.arg("apt-get");
         }
