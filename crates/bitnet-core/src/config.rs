@@ -9,6 +9,9 @@ use crate::error::{CoreError, Result};
 /// Model types whose tensors and forward pass we know.
 pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "qwen2", "mistral"];
 
+/// More layers than any released model has; a larger value is a corrupt config.
+pub const MAX_LAYERS: usize = 4096;
+
 /// The fields of `config.json` that the rest of the system uses, after defaults are applied.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelConfig {
@@ -157,6 +160,42 @@ impl ModelConfig {
                 ));
             }
         }
+        if cfg.num_hidden_layers > MAX_LAYERS {
+            return Err(CoreError::config(
+                file,
+                format!(
+                    "num_hidden_layers {} exceeds the limit of {MAX_LAYERS}",
+                    cfg.num_hidden_layers
+                ),
+            ));
+        }
+        // Every tensor's element count must be addressable (usize is 32 bits on wasm32).
+        let q_out = cfg.num_attention_heads.checked_mul(cfg.head_dim);
+        let dims = [
+            (
+                "vocab_size × hidden_size",
+                cfg.vocab_size.checked_mul(cfg.hidden_size),
+            ),
+            (
+                "intermediate_size × hidden_size",
+                cfg.intermediate_size.checked_mul(cfg.hidden_size),
+            ),
+            (
+                "num_attention_heads × head_dim × hidden_size",
+                q_out.and_then(|q| q.checked_mul(cfg.hidden_size)),
+            ),
+        ];
+        for (what, n) in dims {
+            if n.is_none_or(|n| n > isize::MAX as usize / 4) {
+                return Err(CoreError::config(
+                    file,
+                    format!(
+                        "{what} is too large for one tensor on this platform ({} bits)",
+                        usize::BITS
+                    ),
+                ));
+            }
+        }
         Ok(cfg)
     }
 }
@@ -277,6 +316,15 @@ mod tests {
             e.to_string().starts_with("x/config.json: invalid JSON"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_not_overflowed() {
+        let j = LLAMA4.replace("\"vocab_size\":300", "\"vocab_size\":18446744073709551615");
+        let e = ModelConfig::from_json_bytes("config.json", j.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vocab_size × hidden_size is too large"), "{e}");
     }
 
     #[test]

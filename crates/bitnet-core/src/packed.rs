@@ -187,7 +187,12 @@ impl<'a> PackedModel<'a> {
         let shape = self.shapes.get(name).ok_or_else(|| {
             CoreError::tensor(&self.file, name, "not a ternary tensor of this file")
         })?;
-        let n: usize = shape.iter().product();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                CoreError::tensor(&self.file, name, format!("shape {shape:?} is too large"))
+            })?;
         let info = self
             .st
             .get(name)

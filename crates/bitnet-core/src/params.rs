@@ -92,6 +92,6 @@ pub fn is_ignorable_extra(cfg: &ModelConfig, name: &str) -> bool {
 }
 
 /// Number of parameters as transformers' `num_parameters()` counts them (tied weights once).
-pub fn parameter_count(cfg: &ModelConfig) -> usize {
-    param_table(cfg).iter().map(ParamSpec::numel).sum()
+pub fn parameter_count(cfg: &ModelConfig) -> u64 {
+    param_table(cfg).iter().map(|p| p.numel() as u64).sum()
 }

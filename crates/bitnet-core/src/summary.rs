@@ -23,9 +23,9 @@ pub struct ModelSummary {
     pub tokenizer_vocab: Option<usize>,
     pub tied_embeddings: bool,
     /// As transformers' `num_parameters()` counts them.
-    pub parameters: usize,
+    pub parameters: u64,
     /// Parameters of the linear projections, which become ternary.
-    pub ternary_parameters: usize,
+    pub ternary_parameters: u64,
     /// Stored dtypes of the weights.
     pub dtypes: Vec<&'static str>,
     /// Bytes of weight data on disk.
@@ -50,11 +50,11 @@ impl ModelSummary {
             vocab_size: c.vocab_size,
             tokenizer_vocab,
             tied_embeddings: c.tie_word_embeddings,
-            parameters: table.iter().map(ParamSpec::numel).sum(),
+            parameters: table.iter().map(|p| p.numel() as u64).sum(),
             ternary_parameters: table
                 .iter()
                 .filter(|p| p.role == Role::Projection)
-                .map(ParamSpec::numel)
+                .map(|p| p.numel() as u64)
                 .sum(),
             dtypes: model.dtypes(),
             weight_bytes: model.weight_bytes(),
