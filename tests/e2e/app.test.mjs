@@ -47,6 +47,7 @@ test('finds the WebGPU adapter and summarizes picked model files', { timeout: TI
   await adapter.waitFor({ timeout: 60_000 });
   const adapterText = await adapter.innerText();
   assert.match(adapterText, /BrowserWebGpu/);
+  assert.match(adapterText, /^name\s+\S/m, 'the adapter has a name');
   assert.match(await page.locator('#adapter').innerText(), /max_storage_buffer_binding_size/);
 
   for (const name of ['llama', 'qwen2-sharded', 'llama-bf16']) {

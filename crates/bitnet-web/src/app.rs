@@ -8,6 +8,7 @@ use bitnet_core::tokenizer::Tokenizer;
 use bitnet_gpu::{AdapterReport, Gpu};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
 
 use crate::files::BrowserFiles;
 
@@ -44,12 +45,57 @@ async fn probe() -> AdapterState {
         );
     }
     match Gpu::new().await {
-        Ok(gpu) => AdapterState::Ready {
-            report: gpu.report(),
-            max_buffer: gpu.limits.max_buffer_size,
-            max_binding: gpu.limits.max_storage_buffer_binding_size,
-        },
+        Ok(gpu) => {
+            let mut report = gpu.report();
+            if report.name.is_empty() {
+                report.name = browser_adapter_name().await;
+            }
+            AdapterState::Ready {
+                report,
+                max_buffer: gpu.limits.max_buffer_size,
+                max_binding: gpu.limits.max_storage_buffer_binding_size,
+            }
+        }
         Err(e) => AdapterState::Missing(format!("WebGPU is present but gave no adapter: {e}")),
+    }
+}
+
+/// Browsers hide the adapter's device name; `GPUAdapter.info` still gives vendor and architecture.
+async fn browser_adapter_name() -> String {
+    use js_sys::Reflect;
+    let fallback = "WebGPU adapter (name hidden by the browser)".to_string();
+    let Some(gpu) = web_sys::window()
+        .map(|w| w.navigator())
+        .and_then(|n| Reflect::get(&n, &"gpu".into()).ok())
+    else {
+        return fallback;
+    };
+    let Some(promise) = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|f| f.call0(&gpu).ok())
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok())
+    else {
+        return fallback;
+    };
+    let Ok(adapter) = wasm_bindgen_futures::JsFuture::from(promise).await else {
+        return fallback;
+    };
+    let info = Reflect::get(&adapter, &"info".into()).unwrap_or_default();
+    let field = |k: &str| {
+        Reflect::get(&info, &k.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let parts: Vec<String> = [field("vendor"), field("architecture"), field("description")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        fallback
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -141,7 +187,7 @@ fn adapter_view(state: AdapterState) -> AnyView {
                     {row("name", report.name.clone())}
                     {row("backend", report.backend.clone())}
                     {row("device type", report.device_type.clone())}
-                    {row("driver", format!("{} {}", report.driver, report.driver_info))}
+                    {(!report.driver.is_empty()).then(|| row("driver", format!("{} {}", report.driver, report.driver_info)))}
                 </table>
                 <details open=true>
                     <summary>"Limits"</summary>

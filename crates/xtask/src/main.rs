@@ -109,22 +109,11 @@ fn test(root: &Path) -> XResult {
         .current_dir(root))?;
 
     step("clippy (native)");
-    run(cargo()
-        .args([
-            "clippy",
-            "--workspace",
-            "--exclude",
-            "bitnet-web",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .current_dir(root))?;
+    clippy(root, &["--workspace", "--exclude", "bitnet-web"])?;
     step("clippy (wasm32)");
-    run(cargo()
-        .args([
-            "clippy",
+    clippy(
+        root,
+        &[
             "--target",
             WASM_TARGET,
             "-p",
@@ -133,12 +122,8 @@ fn test(root: &Path) -> XResult {
             "bitnet-gpu",
             "-p",
             "bitnet-web",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .current_dir(root))?;
+        ],
+    )?;
 
     step("native tests (GPU tests on the system's Vulkan adapter)");
     run(cargo()
@@ -176,6 +161,15 @@ fn test(root: &Path) -> XResult {
 
     eprintln!("\nxtask: all checks passed");
     Ok(())
+}
+
+/// Clippy over `scope`, every target, warnings denied.
+fn clippy(root: &Path, scope: &[&str]) -> XResult {
+    run(cargo()
+        .arg("clippy")
+        .args(scope)
+        .args(["--all-targets", "--", "-D", "warnings"])
+        .current_dir(root))
 }
 
 fn serve_app(root: &Path, args: &[String]) -> XResult {
