@@ -3,6 +3,7 @@
 //! packed model format. Builds for native and wasm32; reads bytes, never the filesystem.
 
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod model;
 pub mod pack;

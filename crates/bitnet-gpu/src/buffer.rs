@@ -101,6 +101,27 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// Reads back `n` f32 values.
+    pub async fn read_f32(
+        &self,
+        what: &str,
+        src: &wgpu::Buffer,
+        n: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read(what, src, 4 * n as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// A storage buffer holding `v`, named for errors.
+    pub fn upload_f32(&self, name: &str, v: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        if v.is_empty() {
+            return self.storage(name, 4);
+        }
+        self.upload(name, f32_bytes(v))
+    }
+}
+
 /// f32 values as little-endian bytes.
 pub fn f32_bytes(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)

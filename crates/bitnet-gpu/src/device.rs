@@ -14,6 +14,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub(crate) pipelines: PipelineCache,
+    /// A 16-byte storage buffer bound where an entry point does not use a binding of its family.
+    pub(crate) dummy: wgpu::Buffer,
 }
 
 /// What `bitnet info` and the app show about an adapter.
@@ -64,6 +66,12 @@ impl Gpu {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Gpu {
             device,
             queue,
@@ -71,6 +79,7 @@ impl Gpu {
             limits,
             features,
             pipelines: PipelineCache::default(),
+            dummy,
         })
     }
 

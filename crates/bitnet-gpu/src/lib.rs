@@ -5,6 +5,8 @@
 pub mod buffer;
 pub mod device;
 pub mod error;
+pub mod matmul;
+pub mod ops;
 pub mod packer;
 pub mod pipelines;
 pub mod quantize;

@@ -7,6 +7,7 @@ use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode};
 use crate::buffer::f32_bytes;
 use crate::device::Gpu;
 use crate::error::GpuError;
+use crate::ops::Op;
 use crate::pipelines::{BindingKind, ShaderFamily};
 
 pub const QUANTIZE: ShaderFamily = ShaderFamily {
@@ -48,7 +49,73 @@ pub struct GpuTernary {
     pub selected: u64,
 }
 
+/// Statistics of a tensor on the GPU: mean|W|, cut, scale, selected count (see quantize.wgsl).
+pub struct StatsBuffers {
+    pub params: wgpu::Buffer,
+    pub partials: wgpu::Buffer,
+    /// (4,) f32: mean|W|, cut (γ or Δ), scale, number of weights above the threshold.
+    pub stats: wgpu::Buffer,
+}
+
 impl Gpu {
+    /// Ops that compute the quantizer statistics of `w` (n weights) into a new stats buffer, and
+    /// the `encode` op's buffers. Nothing is read back.
+    fn quant_stats(
+        &self,
+        w: &wgpu::Buffer,
+        n: u64,
+        q: &Quantizer,
+        packed: &wgpu::Buffer,
+    ) -> Result<(StatsBuffers, Vec<Op>), GpuError> {
+        let num_partials = n.div_ceil(WG * PER_THREAD).clamp(1, MAX_PARTIALS);
+        let (mode, scale_mode, ratio, optimal) = match *q {
+            Quantizer::Absmean => (0, 0, 0.0, false),
+            Quantizer::Threshold { ratio, scale } => {
+                let opt = scale == ScaleMode::Optimal;
+                (1, if opt { 0 } else { 1 }, ratio, opt)
+            }
+        };
+        let params = Params {
+            n: n as u32,
+            mode,
+            scale_mode,
+            ratio,
+            num_partials: num_partials as u32,
+            _pad: [0; 3],
+        };
+        let b = StatsBuffers {
+            params: self.uniform("quantize.params", bytemuck::bytes_of(&params)),
+            partials: self.storage("quantize.partials", num_partials * 8)?,
+            stats: self.storage("quantize.stats", 16)?,
+        };
+        let bufs = [&b.params, w, &b.partials, &b.stats, packed];
+        let mut ops = vec![
+            self.op(&QUANTIZE, "sum_abs", &bufs, [num_partials as u32, 1, 1]),
+            self.op(&QUANTIZE, "finish_mean", &bufs, [1, 1, 1]),
+        ];
+        if optimal {
+            ops.push(self.op(
+                &QUANTIZE,
+                "sum_above_cut",
+                &bufs,
+                [num_partials as u32, 1, 1],
+            ));
+            ops.push(self.op(&QUANTIZE, "finish_selected", &bufs, [1, 1, 1]));
+        }
+        Ok((b, ops))
+    }
+
+    /// Statistics of a weight buffer for the λ-blended matmul (the `packed` output is not used).
+    pub fn weight_stats(
+        &self,
+        w: &wgpu::Buffer,
+        n: u64,
+        q: &Quantizer,
+    ) -> Result<(StatsBuffers, Vec<Op>), GpuError> {
+        let dummy = self.storage("quantize.unused", 4)?;
+        self.quant_stats(w, n, q, &dummy)
+    }
+
     /// Quantizes `w` (a tensor named `name`, flattened row-major) with `q`.
     pub async fn quantize(
         &self,
@@ -65,59 +132,20 @@ impl Gpu {
             });
         }
         let words = n.div_ceil(16);
-        let num_partials = n.div_ceil(WG * PER_THREAD).clamp(1, MAX_PARTIALS);
         let max_groups = self.limits.max_compute_workgroups_per_dimension as u64;
         let encode_groups = words.div_ceil(WG).clamp(1, max_groups);
-        let (mode, scale_mode, ratio, optimal) = match *q {
-            Quantizer::Absmean => (0, 0, 0.0, false),
-            Quantizer::Threshold { ratio, scale } => {
-                let opt = scale == ScaleMode::Optimal;
-                (1, if opt { 0 } else { 1 }, ratio, opt)
-            }
-        };
-        let params = Params {
-            n: n as u32,
-            mode,
-            scale_mode,
-            ratio,
-            num_partials: num_partials as u32,
-            _pad: [0; 3],
-        };
-
         let w_buf = self.upload(name, f32_bytes(w))?;
-        let p_buf = self.uniform("quantize.params", bytemuck::bytes_of(&params));
-        let partials = self.storage("quantize.partials", num_partials * 8)?;
-        let stats = self.storage("quantize.stats", 16)?;
         let packed = self.storage(&format!("{name} (packed codes)"), words * 4)?;
-        let bg = self.bind_group(&QUANTIZE, &[&p_buf, &w_buf, &partials, &stats, &packed]);
+        let (b, mut ops) = self.quant_stats(&w_buf, n, q, &packed)?;
+        ops.push(self.op(
+            &QUANTIZE,
+            "encode",
+            &[&b.params, &w_buf, &b.partials, &b.stats, &packed],
+            [encode_groups as u32, 1, 1],
+        ));
+        self.submit(&ops);
 
-        let mut passes: Vec<(&'static str, u64)> =
-            vec![("sum_abs", num_partials), ("finish_mean", 1)];
-        if optimal {
-            passes.push(("sum_above_cut", num_partials));
-            passes.push(("finish_selected", 1));
-        }
-        passes.push(("encode", encode_groups));
-
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("quantize"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("quantize"),
-                timestamp_writes: None,
-            });
-            pass.set_bind_group(0, &bg, &[]);
-            for (entry, groups) in passes {
-                pass.set_pipeline(&self.pipeline(&QUANTIZE, entry));
-                pass.dispatch_workgroups(groups as u32, 1, 1);
-            }
-        }
-        self.queue.submit([enc.finish()]);
-
-        let s = self.read("quantize.stats", &stats, 16).await?;
+        let s = self.read("quantize.stats", &b.stats, 16).await?;
         let s: &[f32] = bytemuck::cast_slice(&s);
         let mut bytes = self.read(name, &packed, words * 4).await?;
         bytes.truncate(n.div_ceil(4) as usize);
