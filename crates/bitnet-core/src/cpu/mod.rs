@@ -1,7 +1,17 @@
 //! Plain CPU references of every GPU kernel (f64 accumulation where it matters). They define the
 //! numerics the WGSL kernels are tested against, and are checked against finite differences.
 
+pub mod attention;
+pub mod embedding;
 pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod rope;
+pub mod swiglu;
+pub mod xent;
+
+#[cfg(test)]
+mod grad_check;
 
 /// `|a − b| ≤ atol + rtol·|b|` over two slices: (max abs diff, max rel diff, first bad index).
 pub fn compare(got: &[f32], want: &[f32], atol: f32, rtol: f32) -> (f32, f32, Option<usize>) {
