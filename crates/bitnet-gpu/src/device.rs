@@ -14,8 +14,10 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub(crate) pipelines: PipelineCache,
-    /// A 16-byte storage buffer bound where an entry point does not use a binding of its family.
+    /// 16-byte buffers bound where an entry point does not use a binding of its family: one for
+    /// read-only slots, one for read-write slots (WebGPU forbids one buffer in both at once).
     pub(crate) dummy: wgpu::Buffer,
+    pub(crate) dummy_rw: wgpu::Buffer,
 }
 
 /// What `bitnet info` and the app show about an adapter.
@@ -66,12 +68,18 @@ impl Gpu {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let unused = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let (dummy, dummy_rw) = (
+            unused("unused read binding"),
+            unused("unused read-write binding"),
+        );
         Ok(Gpu {
             device,
             queue,
@@ -80,6 +88,7 @@ impl Gpu {
             features,
             pipelines: PipelineCache::default(),
             dummy,
+            dummy_rw,
         })
     }
 

@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod device;
 pub mod error;
+pub mod kernels;
 pub mod matmul;
 pub mod ops;
 pub mod packer;

@@ -3,12 +3,17 @@
 //! adapter. Comparison rule (STYLE.md): |gpu − cpu| ≤ atol + rtol·|cpu|, reporting the max
 //! difference and the first bad index.
 
-use bitnet_core::cpu::{self, matmul as cm};
+use bitnet_core::cpu::attention::{AttnShape, attention_backward, attention_forward};
+use bitnet_core::cpu::optim::{AdamW, act_quant8, grad_norm};
+use bitnet_core::cpu::{
+    self, embedding as ce, matmul as cm, norm as cn, rope as cr, swiglu as cs, xent as cx,
+};
 use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
+use crate::kernels::AdamStep;
 use crate::matmul::{GemmSpec, GemmVariant};
 
 /// Statistics are f32 tree sums on the GPU and f64 sums on the CPU; over 10⁶ terms an f32 tree
@@ -339,6 +344,435 @@ async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result
     Ok(())
 }
 
+fn zeros(gpu: &Gpu, name: &str, n: usize) -> Result<wgpu::Buffer, GpuError> {
+    gpu.storage(name, 4 * n as u64)
+}
+
+/// RMSNorm, SwiGLU, RoPE, embedding, residual add and 8-bit activation quantization.
+async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<(), GpuError> {
+    for (rows, c) in [(2usize, 5usize), (7, 300), (3, 1031)] {
+        let tag = format!("{rows}x{c}");
+        let x = random(rng, rows * c, 1.0);
+        let g: Vec<f32> = random(rng, c, 0.2).iter().map(|v| 1.0 + v).collect();
+        let dy = random(rng, rows * c, 1.0);
+        let dg0 = random(rng, c, 0.1);
+        let (want_y, rstd) = cn::rmsnorm_forward(&x, &g, 1e-5, c);
+        let (want_dx, mut want_dg) = cn::rmsnorm_backward(&x, &g, &rstd, &dy, c);
+        want_dg.iter_mut().zip(&dg0).for_each(|(a, b)| *a += b);
+        let (xb, gb, dyb) = (
+            gpu.upload_f32("x", &x)?,
+            gpu.upload_f32("g", &g)?,
+            gpu.upload_f32("dy", &dy)?,
+        );
+        let (rb, yb, dxb, dgb) = (
+            zeros(gpu, "rstd", rows)?,
+            zeros(gpu, "y", rows * c)?,
+            zeros(gpu, "dx", rows * c)?,
+            gpu.upload_f32("dg", &dg0)?,
+        );
+        let (r, cc) = (rows as u32, c as u32);
+        let mut ops = vec![gpu.rmsnorm_forward(r, cc, 1e-5, &xb, &gb, &rb, &yb)];
+        ops.extend(gpu.rmsnorm_backward(r, cc, &xb, &gb, &dyb, &rb, &dxb, &dgb));
+        gpu.submit(&ops);
+        out.push(Check::compare(
+            format!("rmsnorm forward {tag}"),
+            &gpu.read_f32("y", &yb, rows * c).await?,
+            &want_y,
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("rmsnorm backward_input {tag}"),
+            &gpu.read_f32("dx", &dxb, rows * c).await?,
+            &want_dx,
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("rmsnorm backward_gain {tag}"),
+            &gpu.read_f32("dg", &dgb, c).await?,
+            &want_dg,
+            1e-5,
+            1e-4,
+        ));
+
+        // SwiGLU over the same sizes.
+        let n = rows * c;
+        let (a, u) = (random(rng, n, 2.0), random(rng, n, 1.0));
+        let want_h = cs::swiglu_forward(&a, &u);
+        let (want_da, want_du) = cs::swiglu_backward(&a, &u, &dy);
+        let (ab, ub) = (gpu.upload_f32("gate", &a)?, gpu.upload_f32("up", &u)?);
+        let (hb, dab, dub) = (
+            zeros(gpu, "h", n)?,
+            zeros(gpu, "dgate", n)?,
+            zeros(gpu, "dup", n)?,
+        );
+        gpu.submit(&[
+            gpu.swiglu_forward(n as u32, &ab, &ub, &hb),
+            gpu.swiglu_backward(n as u32, &ab, &ub, &dyb, &dab, &dub),
+        ]);
+        out.push(Check::compare(
+            format!("swiglu forward {tag}"),
+            &gpu.read_f32("h", &hb, n).await?,
+            &want_h,
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("swiglu backward dgate {tag}"),
+            &gpu.read_f32("dgate", &dab, n).await?,
+            &want_da,
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("swiglu backward dup {tag}"),
+            &gpu.read_f32("dup", &dub, n).await?,
+            &want_du,
+            1e-5,
+            1e-4,
+        ));
+
+        // Residual add, gradient accumulation, 8-bit activations.
+        let want_add: Vec<f32> = x.iter().zip(&dy).map(|(a, b)| a + b).collect();
+        let want_q = act_quant8(&x, c);
+        let (sb, qb, accb) = (
+            zeros(gpu, "sum", n)?,
+            zeros(gpu, "q8", n)?,
+            gpu.upload_f32("acc", &dy)?,
+        );
+        gpu.submit(&[
+            gpu.add(n as u32, &xb, &dyb, &sb),
+            gpu.accumulate(n as u32, &xb, &accb),
+            gpu.act_quant8(n as u32, c as u32, &xb, &qb),
+        ]);
+        out.push(Check::compare(
+            format!("elementwise add {tag}"),
+            &gpu.read_f32("sum", &sb, n).await?,
+            &want_add,
+            1e-6,
+            1e-6,
+        ));
+        out.push(Check::compare(
+            format!("elementwise accumulate {tag}"),
+            &gpu.read_f32("acc", &accb, n).await?,
+            &want_add,
+            1e-6,
+            1e-6,
+        ));
+        // A value on a rounding tie may land one step apart (f32 x·s on both sides): one step is
+        // amax/127, so compare within a step.
+        let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        out.push(Check::compare(
+            format!("elementwise act_quant8 {tag}"),
+            &gpu.read_f32("q8", &qb, n).await?,
+            &want_q,
+            step * 1.01,
+            0.0,
+        ));
+    }
+
+    // RoPE at a position offset, forward and backward (transpose).
+    for (b, t, h, d, offset) in [
+        (1usize, 2usize, 1usize, 4usize, 0usize),
+        (2, 9, 3, 16, 5),
+        (1, 33, 2, 64, 1000),
+    ] {
+        let (cos, sin) = cr::rope_tables(offset + t, d, 10000.0);
+        let x = random(rng, b * t * h * d, 1.0);
+        let want_f = cr::rope(&x, &cos, &sin, b, t, h, d, offset, false);
+        let want_b = cr::rope(&x, &cos, &sin, b, t, h, d, offset, true);
+        let (xb, cb, sb) = (
+            gpu.upload_f32("x", &x)?,
+            gpu.upload_f32("cos", &cos)?,
+            gpu.upload_f32("sin", &sin)?,
+        );
+        let (fb, bb) = (zeros(gpu, "rope", x.len())?, zeros(gpu, "drope", x.len())?);
+        let shape = [b as u32, t as u32, h as u32, d as u32];
+        gpu.submit(&[
+            gpu.rope(false, shape, offset as u32, &xb, &cb, &sb, &fb),
+            gpu.rope(true, shape, offset as u32, &xb, &cb, &sb, &bb),
+        ]);
+        let tag = format!("{b}x{t}x{h}x{d}@{offset}");
+        out.push(Check::compare(
+            format!("rope forward {tag}"),
+            &gpu.read_f32("rope", &fb, x.len()).await?,
+            &want_f,
+            1e-6,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("rope backward {tag}"),
+            &gpu.read_f32("drope", &bb, x.len()).await?,
+            &want_b,
+            1e-6,
+            1e-5,
+        ));
+    }
+
+    // Embedding gather and deterministic scatter-add, with repeated tokens.
+    for (vocab, c, tokens) in [(5usize, 3usize, 4usize), (301, 37, 70)] {
+        let table = random(rng, vocab * c, 1.0);
+        let ids: Vec<u32> = (0..tokens)
+            .map(|i| {
+                if i % 3 == 0 {
+                    1
+                } else {
+                    (rng.next_u64() % vocab as u64) as u32
+                }
+            })
+            .collect();
+        let dy = random(rng, tokens * c, 1.0);
+        let de0 = random(rng, vocab * c, 0.1);
+        let want_y = ce::embedding_forward(&table, &ids, c);
+        let mut want_de = de0.clone();
+        ce::embedding_backward(&mut want_de, &ids, &dy, c);
+        let (tb, ib, dyb) = (
+            gpu.upload_f32("table", &table)?,
+            gpu.upload("ids", bytemuck::cast_slice(&ids))?,
+            gpu.upload_f32("dy", &dy)?,
+        );
+        let (yb, deb) = (zeros(gpu, "y", tokens * c)?, gpu.upload_f32("dE", &de0)?);
+        let (t, cc, v) = (tokens as u32, c as u32, vocab as u32);
+        gpu.submit(&[
+            gpu.embedding_forward(t, cc, v, &tb, &ib, &yb),
+            gpu.embedding_backward(t, cc, v, &ib, &dyb, &deb),
+        ]);
+        let tag = format!("{vocab}x{c} tokens {tokens}");
+        out.push(Check::compare(
+            format!("embedding forward {tag}"),
+            &gpu.read_f32("y", &yb, tokens * c).await?,
+            &want_y,
+            0.0,
+            0.0,
+        ));
+        out.push(Check::compare(
+            format!("embedding backward {tag}"),
+            &gpu.read_f32("dE", &deb, vocab * c).await?,
+            &want_de,
+            1e-6,
+            1e-5,
+        ));
+    }
+    Ok(())
+}
+
+/// Cross-entropy with a mask, causal GQA attention, gradient norm and AdamW.
+async fn loss_attention_optim_checks(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    out: &mut Vec<Check>,
+) -> Result<(), GpuError> {
+    for (rows, vocab) in [(3usize, 7usize), (9, 1000), (2, 40_000)] {
+        let logits = random(rng, rows * vocab, 3.0);
+        let targets: Vec<i32> = (0..rows)
+            .map(|r| {
+                if r == 1 {
+                    -100
+                } else {
+                    (rng.next_u64() % vocab as u64) as i32
+                }
+            })
+            .collect();
+        let n_valid = targets.iter().filter(|&&t| t >= 0).count();
+        let (want_loss, want_lse) = cx::xent_forward(&logits, &targets, vocab);
+        let want_d = cx::xent_backward(&logits, &targets, &want_lse, vocab);
+        let (lb, tb) = (
+            gpu.upload_f32("logits", &logits)?,
+            gpu.upload("targets", bytemuck::cast_slice(&targets))?,
+        );
+        let (lseb, lossb, db) = (
+            zeros(gpu, "lse", rows)?,
+            zeros(gpu, "loss", rows)?,
+            zeros(gpu, "dlogits", rows * vocab)?,
+        );
+        let (r, v, nv) = (rows as u32, vocab as u32, n_valid as u32);
+        gpu.submit(&[
+            gpu.xent_forward(r, v, nv, &lb, &tb, &lseb, &lossb),
+            gpu.xent_backward(r, v, nv, &lb, &tb, &lseb, &db),
+        ]);
+        let loss: f32 = gpu.read_f32("loss", &lossb, rows).await?.iter().sum();
+        let tag = format!("{rows}x{vocab}");
+        out.push(Check::compare(
+            format!("xent forward loss {tag}"),
+            &[loss],
+            &[want_loss],
+            1e-5,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("xent forward lse {tag}"),
+            &gpu.read_f32("lse", &lseb, rows).await?,
+            &want_lse,
+            1e-5,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("xent backward {tag}"),
+            &gpu.read_f32("dlogits", &db, rows * vocab).await?,
+            &want_d,
+            1e-7,
+            1e-4,
+        ));
+    }
+
+    for s in [
+        AttnShape {
+            b: 1,
+            t: 3,
+            hq: 2,
+            hkv: 1,
+            d: 4,
+        },
+        AttnShape {
+            b: 2,
+            t: 37,
+            hq: 4,
+            hkv: 2,
+            d: 16,
+        },
+        AttnShape {
+            b: 1,
+            t: 70,
+            hq: 6,
+            hkv: 2,
+            d: 64,
+        },
+    ] {
+        let (nq, nk) = (s.b * s.t * s.hq * s.d, s.b * s.t * s.hkv * s.d);
+        let (q, k, v, dout) = (
+            random(rng, nq, 1.0),
+            random(rng, nk, 1.0),
+            random(rng, nk, 1.0),
+            random(rng, nq, 1.0),
+        );
+        let (want_o, want_lse) = attention_forward(&s, &q, &k, &v);
+        let (want_dq, want_dk, want_dv) =
+            attention_backward(&s, &q, &k, &v, &want_o, &want_lse, &dout);
+        let (qb, kb, vb, db) = (
+            gpu.upload_f32("q", &q)?,
+            gpu.upload_f32("k", &k)?,
+            gpu.upload_f32("v", &v)?,
+            gpu.upload_f32("dout", &dout)?,
+        );
+        let (ob, sb, dqb, dkvb) = (
+            zeros(gpu, "o", nq)?,
+            zeros(gpu, "stats", 2 * s.b * s.hq * s.t)?,
+            zeros(gpu, "dq", nq)?,
+            zeros(gpu, "dkv", 2 * nk)?,
+        );
+        let shape = [
+            s.b as u32,
+            s.t as u32,
+            s.hq as u32,
+            s.hkv as u32,
+            s.d as u32,
+        ];
+        let mut ops = vec![gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?];
+        ops.extend(gpu.attention_backward(shape, &qb, &kb, &vb, &ob, &sb, &db, &dqb, &dkvb)?);
+        gpu.submit(&ops);
+        let tag = format!("b{} t{} hq{} hkv{} d{}", s.b, s.t, s.hq, s.hkv, s.d);
+        let stats = gpu.read_f32("stats", &sb, 2 * s.b * s.hq * s.t).await?;
+        let lse: Vec<f32> = stats.iter().step_by(2).copied().collect();
+        let dkv = gpu.read_f32("dkv", &dkvb, 2 * nk).await?;
+        out.push(Check::compare(
+            format!("attention forward {tag}"),
+            &gpu.read_f32("o", &ob, nq).await?,
+            &want_o,
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("attention forward lse {tag}"),
+            &lse,
+            &want_lse,
+            1e-5,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("attention backward dq {tag}"),
+            &gpu.read_f32("dq", &dqb, nq).await?,
+            &want_dq,
+            1e-5,
+            1e-3,
+        ));
+        out.push(Check::compare(
+            format!("attention backward dk {tag}"),
+            &dkv[..nk],
+            &want_dk,
+            1e-5,
+            1e-3,
+        ));
+        out.push(Check::compare(
+            format!("attention backward dv {tag}"),
+            &dkv[nk..],
+            &want_dv,
+            1e-5,
+            1e-3,
+        ));
+    }
+
+    // Global norm over two tensors, clipping, and three AdamW steps.
+    let (g1, g2) = (random(rng, 1000, 0.5), random(rng, 77, 0.5));
+    let (want_norm, want_coef) = grad_norm(&[&g1, &g2], 1.0);
+    let (partials, norm) = gpu.norm_buffers(2)?;
+    let (g1b, g2b) = (gpu.upload_f32("g1", &g1)?, gpu.upload_f32("g2", &g2)?);
+    let mut ops = Vec::new();
+    ops.extend(gpu.grad_sumsq(1000, 0, 2, &g1b, &partials, &norm));
+    ops.extend(gpu.grad_sumsq(77, 1, 2, &g2b, &partials, &norm));
+    ops.push(gpu.clip_finish(2, 1.0, &norm));
+    let p0 = random(rng, 1000, 1.0);
+    let (pb, mb, vb) = (
+        gpu.upload_f32("p", &p0)?,
+        zeros(gpu, "m", 1000)?,
+        zeros(gpu, "v", 1000)?,
+    );
+    let opt = AdamW {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let (mut p, mut m, mut v) = (p0.clone(), vec![0f32; 1000], vec![0f32; 1000]);
+    for step in 1..=3u32 {
+        opt.step(&mut p, &g1, &mut m, &mut v, step, want_coef);
+        let s = AdamStep {
+            lr: opt.lr,
+            beta1: opt.beta1,
+            beta2: opt.beta2,
+            eps: opt.eps,
+            weight_decay: opt.weight_decay,
+            step,
+        };
+        ops.push(gpu.adamw(1000, &s, 2, true, &g1b, &pb, &mb, &vb, &norm));
+    }
+    gpu.submit(&ops);
+    let nrm = gpu.read_f32("norm", &norm, 4).await?;
+    out.push(Check::compare(
+        "optim grad_norm",
+        &nrm[2..4],
+        &[want_norm, want_coef],
+        1e-5,
+        1e-5,
+    ));
+    out.push(Check::compare(
+        "optim adamw 3 steps, clipped",
+        &gpu.read_f32("p", &pb, 1000).await?,
+        &p,
+        1e-6,
+        1e-5,
+    ));
+    out.push(Check::compare(
+        "optim adamw moments",
+        &gpu.read_f32("v", &vb, 1000).await?,
+        &v,
+        1e-9,
+        1e-4,
+    ));
+    Ok(())
+}
+
 /// Every kernel against its CPU reference at fixed seeds: what `bitnet selftest` and the browser
 /// suite run.
 pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
@@ -356,6 +790,12 @@ pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
     let mut rng = Rng::new(42);
     if let Err(e) = matmul_checks(gpu, &mut rng, &mut out).await {
         out.push(Check::failed("matmul", e.to_string()));
+    }
+    if let Err(e) = layer_checks(gpu, &mut rng, &mut out).await {
+        out.push(Check::failed("layers", e.to_string()));
+    }
+    if let Err(e) = loss_attention_optim_checks(gpu, &mut rng, &mut out).await {
+        out.push(Check::failed("loss, attention, optimizer", e.to_string()));
     }
     out
 }
