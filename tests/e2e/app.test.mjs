@@ -77,6 +77,19 @@ test('finds the WebGPU adapter and summarizes picked model files', { timeout: TI
   await page.close();
 });
 
+test('the self-test button runs every kernel on the adapter and reports them all passing', { timeout: 300_000 }, async () => {
+  const { page, errors } = await openApp(browser);
+  await page.locator('#adapter-info').waitFor({ timeout: 60_000 });
+  await page.click('#run-selftest');
+  const summary = page.locator('#selftest-summary');
+  await summary.waitFor({ timeout: 280_000 });
+  const text = await summary.innerText();
+  assert.match(text, /^\d+ passed, 0 failed$/);
+  assert.ok(Number(text.split(' ')[0]) > 50, text);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a truncated weights file is reported by name', { timeout: TIMEOUT }, async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bitnet-e2e-'));
   fs.copyFileSync(path.join(fixtures, 'llama', 'config.json'), path.join(tmp, 'config.json'));

@@ -85,12 +85,31 @@ enum Command {
         #[arg(long)]
         cpu: bool,
     },
+    /// Run every GPU kernel against its CPU reference on this adapter; non-zero exit on any failure.
+    Selftest,
+    /// Benchmark the GPU kernels (each validated first): median time and GFLOP/s or GB/s.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Write a Hugging Face folder with the dequantized weights (γ·q), config and tokenizer.
     Unpack {
         /// A packed file written by `bitnet pack`.
         file: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// matmul (every variant, plain and λ-blended) and RMSNorm at SIZE×SIZE(×SIZE).
+    Kernels {
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
     },
 }
 
@@ -129,6 +148,10 @@ fn main() -> ExitCode {
             pack(&model_dir, &out, &opts, cpu, cli.json)
         }),
         Command::Unpack { file, out } => unpack(&file, &out, cli.json),
+        Command::Selftest => selftest(cli.json),
+        Command::Bench {
+            what: BenchWhat::Kernels { size, reps },
+        } => bench_kernels(size, reps, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -393,5 +416,71 @@ fn unpack(file: &std::path::Path, out: &std::path::Path, json: bool) -> CliResul
         packed.packing.name(),
         packed.quantizer.name()
     );
+    Ok(())
+}
+
+fn selftest(json: bool) -> CliResult {
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let checks = pollster::block_on(bitnet_gpu::selftest::run_all(&gpu));
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if json {
+        print_json(&serde_json::json!({
+            "adapter": gpu.info.name,
+            "backend": format!("{:?}", gpu.info.backend),
+            "passed": failed == 0,
+            "checks": checks,
+        }))?;
+    } else {
+        println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+        for c in &checks {
+            println!(
+                "{:<64} max abs {:>9.2e}  max rel {:>9.2e}  {}",
+                c.kernel,
+                c.max_abs,
+                c.max_rel,
+                if c.passed {
+                    "pass".to_string()
+                } else {
+                    format!("FAIL: {}", c.detail)
+                }
+            );
+        }
+        println!("{} passed, {} failed", checks.len() - failed, failed);
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} kernel checks failed on {}",
+            checks.len(),
+            gpu.info.name
+        ));
+    }
+    Ok(())
+}
+
+fn bench_kernels(size: usize, reps: usize, json: bool) -> CliResult {
+    if size == 0 || reps == 0 {
+        return Err("--size and --reps must be positive".into());
+    }
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let report = pollster::block_on(bitnet_gpu::bench::bench_kernels(&gpu, size, reps))
+        .map_err(|e| e.to_string())?;
+    if json {
+        return print_json(&report);
+    }
+    println!("adapter: {} ({})", report.adapter, report.backend);
+    for r in &report.results {
+        let rate = match (r.gflops, r.gbps) {
+            (Some(g), _) => format!("{g:8.2} GFLOP/s"),
+            (_, Some(b)) => format!("{b:8.2} GB/s"),
+            _ => "   (not timed: validation failed)".into(),
+        };
+        println!(
+            "{:<28} {:>16} {:>10.2} ms {rate}  (max abs err {:.1e})",
+            r.kernel, r.shape, r.median_ms, r.max_abs_error
+        );
+    }
+    if report.results.iter().any(|r| !r.validated) {
+        return Err("a kernel failed validation before timing".into());
+    }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! elementwise helpers. Each builder returns an [`Op`]; callers list ops and submit them at once.
 //! CPU references: `bitnet_core::cpu`.
 
+// Op builders take their buffers one by one, in binding order, as the WGSL declares them.
+#![allow(clippy::too_many_arguments)]
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::ops::Op;
@@ -139,7 +141,6 @@ impl Gpu {
     }
 
     /// dx = input gradient; dg += gain gradient.
-    #[allow(clippy::too_many_arguments)]
     pub fn rmsnorm_backward(
         &self,
         rows: u32,
@@ -204,7 +205,6 @@ impl Gpu {
     }
 
     /// RoPE of x (b, t, h, d) at positions offset..offset+t; `backward` applies the transpose.
-    #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &self,
         backward: bool,
@@ -265,7 +265,6 @@ impl Gpu {
     }
 
     /// Per-row loss share and lse of logits (rows, vocab) against targets (i32, < 0 masked).
-    #[allow(clippy::too_many_arguments)]
     pub fn xent_forward(
         &self,
         rows: u32,
@@ -285,7 +284,6 @@ impl Gpu {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn xent_backward(
         &self,
         rows: u32,
@@ -320,7 +318,6 @@ impl Gpu {
     }
 
     /// out and stats (lse) of causal attention; shape = [b, t, hq, hkv, d].
-    #[allow(clippy::too_many_arguments)]
     pub fn attention_forward(
         &self,
         shape: [u32; 5],
@@ -352,7 +349,6 @@ impl Gpu {
     }
 
     /// dq, and dkv (dk then dv), from dout; needs forward's out and stats.
-    #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
         &self,
         shape: [u32; 5],
@@ -532,7 +528,6 @@ impl Gpu {
     }
 
     /// One AdamW step on `param` (n values); with `clip`, the gradient is scaled by the clip coefficient.
-    #[allow(clippy::too_many_arguments)]
     pub fn adamw(
         &self,
         n: u32,

@@ -3,6 +3,8 @@
 //! same product: naive (reference), tiled (shared memory) and register-blocked (no shared memory).
 //! CPU reference: `bitnet_core::cpu::matmul`.
 
+// Op builders take their buffers one by one, in binding order, as the WGSL declares them.
+#![allow(clippy::too_many_arguments)]
 use bitnet_core::quant::Quantizer;
 
 use crate::device::Gpu;
@@ -59,6 +61,21 @@ pub struct GemmSpec {
     pub accumulate: bool,
     /// λ-blend the B operand toward its ternary value with this quantizer (needs a stats buffer).
     pub blend: Option<(Quantizer, f32)>,
+}
+
+/// A linear layer's sizes: x (rows, inp), W (out, inp).
+#[derive(Debug, Clone, Copy)]
+pub struct LinearShape {
+    pub rows: u32,
+    pub inp: u32,
+    pub out: u32,
+}
+
+/// Where a linear layer's gradients go: dX is written, dW and db accumulate.
+pub struct LinearGrads<'a> {
+    pub dx: &'a wgpu::Buffer,
+    pub dw: &'a wgpu::Buffer,
+    pub db: Option<&'a wgpu::Buffer>,
 }
 
 #[repr(C)]
@@ -131,6 +148,45 @@ impl Gpu {
             c,
         ];
         self.op(&MATMUL, variant.entry(), &bufs, groups)
+    }
+
+    /// Backward of y = x·W_effᵀ + b with W_eff = W + λ·(Q(W) − W): dX = dY·W_eff, and by the
+    /// straight-through estimator dW += dYᵀ·X (the full dL/dW_eff at every λ, 1 included), db += Σ dY.
+    pub fn linear_backward(
+        &self,
+        variant: GemmVariant,
+        shape: LinearShape,
+        blend: Option<(Quantizer, f32)>,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        stats: Option<&wgpu::Buffer>,
+        dy: &wgpu::Buffer,
+        grads: LinearGrads<'_>,
+    ) -> Vec<Op> {
+        let LinearShape { rows, inp, out } = shape;
+        let dx_spec = GemmSpec {
+            m: rows,
+            n: inp,
+            k: out,
+            blend,
+            ..Default::default()
+        };
+        let dw_spec = GemmSpec {
+            m: out,
+            n: inp,
+            k: rows,
+            trans_a: true,
+            accumulate: true,
+            ..Default::default()
+        };
+        let mut ops = vec![
+            self.gemm_op(variant, &dx_spec, dy, w, None, stats, grads.dx),
+            self.gemm_op(variant, &dw_spec, dy, x, None, None, grads.dw),
+        ];
+        if let Some(db) = grads.db {
+            ops.push(self.bias_grad_op(rows, out, dy, db));
+        }
+        ops
     }
 
     /// db (N,) += Σ_rows dY (M, N).

@@ -5,6 +5,7 @@
 use bitnet_core::model::Model;
 use bitnet_core::summary::{ModelSummary, human_bytes};
 use bitnet_core::tokenizer::Tokenizer;
+use bitnet_gpu::selftest::Check;
 use bitnet_gpu::{AdapterReport, Gpu};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -114,11 +115,31 @@ async fn load(files: BrowserFiles) -> ModelState {
     ModelState::Loaded(Box::new(ModelSummary::new(&model, vocab)))
 }
 
+#[derive(Clone)]
+enum SelftestState {
+    Idle,
+    Running,
+    Done(Vec<Check>),
+    Failed(String),
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let (adapter, set_adapter) = signal(AdapterState::Probing);
     spawn_local(async move { set_adapter.set(probe().await) });
     let (model, set_model) = signal(ModelState::Empty);
+
+    let (selftest, set_selftest) = signal(SelftestState::Idle);
+    let run_selftest = move |_| {
+        set_selftest.set(SelftestState::Running);
+        spawn_local(async move {
+            let state = match Gpu::new().await {
+                Ok(gpu) => SelftestState::Done(bitnet_gpu::selftest::run_all(&gpu).await),
+                Err(e) => SelftestState::Failed(e.to_string()),
+            };
+            set_selftest.set(state);
+        });
+    };
 
     let on_files = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -140,6 +161,12 @@ pub fn App() -> impl IntoView {
             <section id="adapter">
                 <h2>"GPU adapter"</h2>
                 {move || adapter_view(adapter.get())}
+                <h2 class="spaced">"Self-test"</h2>
+                <p class="muted">"Runs every GPU kernel on this adapter against its CPU reference."</p>
+                <button id="run-selftest" on:click=run_selftest disabled=move || matches!(selftest.get(), SelftestState::Running)>
+                    "Run self-test"
+                </button>
+                {move || selftest_view(selftest.get())}
             </section>
             <section id="model">
                 <h2>"Model"</h2>
@@ -198,6 +225,40 @@ fn adapter_view(state: AdapterState) -> AnyView {
                 <details>
                     <summary>"Features"</summary>
                     <p class="mono">{features}</p>
+                </details>
+            }
+            .into_any()
+        }
+    }
+}
+
+fn selftest_view(state: SelftestState) -> AnyView {
+    match state {
+        SelftestState::Idle => ().into_any(),
+        SelftestState::Running => view! { <p class="muted">"Running every kernel…"</p> }.into_any(),
+        SelftestState::Failed(msg) => view! { <p class="error">{msg}</p> }.into_any(),
+        SelftestState::Done(checks) => {
+            let failed = checks.iter().filter(|c| !c.passed).count();
+            let summary = format!("{} passed, {} failed", checks.len() - failed, failed);
+            view! {
+                <p id="selftest-summary" class=if failed == 0 { "ok" } else { "error" }>{summary}</p>
+                <details open=failed > 0>
+                    <summary>"Every check"</summary>
+                    <table class="mono" id="selftest-table">
+                        {checks
+                            .into_iter()
+                            .map(|c| {
+                                let verdict = if c.passed { "pass".to_string() } else { format!("FAIL: {}", c.detail) };
+                                view! {
+                                    <tr>
+                                        <td>{c.kernel}</td>
+                                        <td>{format!("{:.1e}", c.max_abs)}</td>
+                                        <td class=if c.passed { "ok" } else { "error" }>{verdict}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()}
+                    </table>
                 </details>
             }
             .into_any()

@@ -142,7 +142,7 @@ fn test(root: &Path) -> XResult {
             "-p",
             "bitnet-gpu",
             "--test",
-            "quantize_web",
+            "kernels_web",
         ])
         .current_dir(root.join("crates/bitnet-gpu"))
         .env("PATH", &path)

@@ -1,0 +1,171 @@
+//! `bitnet bench kernels`: every kernel and variant on the current adapter, each validated against
+//! its CPU reference before it is timed; median wall time over repeated runs (submit to completion)
+//! and GFLOP/s or GB/s. Native only: timing needs a clock and waits on the device between runs.
+
+use std::time::Instant;
+
+use bitnet_core::cpu::{matmul as cm, norm as cn};
+use bitnet_core::quant::{QuantStats, Quantizer};
+
+use crate::device::Gpu;
+use crate::error::GpuError;
+use crate::matmul::{GemmSpec, GemmVariant};
+use crate::ops::Op;
+use crate::selftest::{Check, Rng};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    pub kernel: String,
+    pub shape: String,
+    pub median_ms: f64,
+    /// GFLOP/s for compute-bound kernels, else None.
+    pub gflops: Option<f64>,
+    /// GB/s of memory traffic for memory-bound kernels, else None.
+    pub gbps: Option<f64>,
+    /// The validation before timing.
+    pub validated: bool,
+    pub max_abs_error: f32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub results: Vec<BenchResult>,
+}
+
+fn wait(gpu: &Gpu) -> Result<(), GpuError> {
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(|_| ())
+        .map_err(|e| GpuError::Device {
+            what: "bench".into(),
+            message: e.to_string(),
+        })
+}
+
+/// Median milliseconds of `reps` timed submissions of `ops` (after one warm-up).
+fn time_ops(gpu: &Gpu, ops: &[Op], reps: usize) -> Result<f64, GpuError> {
+    gpu.submit(ops);
+    wait(gpu)?;
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        gpu.submit(ops);
+        wait(gpu)?;
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+fn random(rng: &mut Rng, n: usize, std: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.normal(std)).collect()
+}
+
+/// Benchmarks the matmul variants (plain and λ-blended) at (m, n, k) and RMSNorm.
+pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchReport, GpuError> {
+    let mut rng = Rng::new(7);
+    let mut results = Vec::new();
+    let (m, n, k) = (size, size, size);
+    let x = random(&mut rng, m * k, 1.0);
+    let w = random(&mut rng, n * k, 0.05);
+    let (xb, wb) = (gpu.upload_f32("x", &x)?, gpu.upload_f32("w", &w)?);
+    let yb = gpu.storage("y", 4 * (m * n) as u64)?;
+    let q = Quantizer::Absmean;
+    let (sb, stat_ops) = gpu.weight_stats(&wb, w.len() as u64, &q)?;
+    gpu.submit(&stat_ops);
+    let s = gpu.read_f32("stats", &sb.stats, 4).await?;
+    let stats = QuantStats {
+        mean_abs: s[0],
+        cut: s[1],
+        scale: s[2],
+    };
+    let want_plain = cm::linear_forward(&x, &w, None, m, k, n);
+    let t = bitnet_core::quant::Ternary {
+        codes: q.codes_with(&w, &stats),
+        scale: stats.scale,
+    };
+    let want_blend = cm::linear_forward(&x, &bitnet_core::quant::blend(&w, &t, 0.5), None, m, k, n);
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    for variant in GemmVariant::ALL {
+        for (blend, want) in [(None, &want_plain), (Some((q, 0.5f32)), &want_blend)] {
+            let spec = GemmSpec {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                trans_b: true,
+                blend,
+                ..Default::default()
+            };
+            let ops = [gpu.gemm_op(variant, &spec, &xb, &wb, None, Some(&sb.stats), &yb)];
+            gpu.submit(&ops);
+            let got = gpu.read_f32("y", &yb, m * n).await?;
+            let check = Check::compare("matmul", &got, want, 1e-4, 1e-3);
+            let name = format!(
+                "matmul {}{variant:?}",
+                if blend.is_some() { "λ-blend " } else { "" }
+            )
+            .to_lowercase();
+            if !check.passed {
+                results.push(BenchResult {
+                    kernel: name,
+                    shape: format!("{m}x{n}x{k}"),
+                    median_ms: f64::NAN,
+                    gflops: None,
+                    gbps: None,
+                    validated: false,
+                    max_abs_error: check.max_abs,
+                });
+                continue;
+            }
+            let ms = time_ops(gpu, &ops, reps)?;
+            results.push(BenchResult {
+                kernel: name,
+                shape: format!("{m}x{n}x{k}"),
+                median_ms: ms,
+                gflops: Some(flops / ms / 1e6),
+                gbps: None,
+                validated: true,
+                max_abs_error: check.max_abs,
+            });
+        }
+    }
+
+    // RMSNorm: memory-bound (read x and g, write y).
+    let (rows, c) = (size, size);
+    let g: Vec<f32> = random(&mut rng, c, 0.1).iter().map(|v| 1.0 + v).collect();
+    let (gb, rb) = (
+        gpu.upload_f32("g", &g)?,
+        gpu.storage("rstd", 4 * rows as u64)?,
+    );
+    let ops = [gpu.rmsnorm_forward(rows as u32, c as u32, 1e-5, &xb, &gb, &rb, &yb)];
+    gpu.submit(&ops);
+    let got = gpu.read_f32("y", &yb, rows * c).await?;
+    let check = Check::compare(
+        "rmsnorm",
+        &got,
+        &cn::rmsnorm_forward(&x[..rows * c], &g, 1e-5, c).0,
+        1e-5,
+        1e-4,
+    );
+    let ms = if check.passed {
+        time_ops(gpu, &ops, reps)?
+    } else {
+        f64::NAN
+    };
+    results.push(BenchResult {
+        kernel: "rmsnorm forward".into(),
+        shape: format!("{rows}x{c}"),
+        median_ms: ms,
+        gflops: None,
+        gbps: check.passed.then(|| 8.0 * (rows * c) as f64 / ms / 1e6),
+        validated: check.passed,
+        max_abs_error: check.max_abs,
+    });
+    Ok(BenchReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        results,
+    })
+}
