@@ -38,11 +38,19 @@ struct Params {
 @group(0) @binding(4) var<storage, read> stats: array<f32>;    // (4,) quantize.wgsl: mean|W|, cut, scale, count
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;  // (M, N)
 
+fn at(idx: u32) -> f32 {
+    return a[idx];
+}
+
+fn bt(idx: u32) -> f32 {
+    return b[idx];
+}
+
 fn load_a(i: u32, q: u32) -> f32 {
     if (p.trans_a == 1u) {
-        return a[q * p.m + i];
+        return at(q * p.m + i);
     }
-    return a[i * p.k + q];
+    return at(i * p.k + q);
 }
 
 // The λ-blended weight: W + λ·(scale·q(W) − W); q as in quantize.wgsl.
@@ -63,9 +71,9 @@ fn blend(w: f32) -> f32 {
 fn load_b(q: u32, j: u32) -> f32 {
     var w: f32;
     if (p.trans_b == 1u) {
-        w = b[j * p.k + q];
+        w = bt(j * p.k + q);
     } else {
-        w = b[q * p.n + j];
+        w = bt(q * p.n + j);
     }
     return blend(w);
 }
@@ -165,6 +173,38 @@ fn gemm_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// B not transposed (B (K, N)): one column j per invocation, adjacent invocations on adjacent
+// columns, so on SIMD-across-invocations adapters (lavapipe, SwiftShader) every B load is one
+// contiguous vector load and every A load a broadcast; 8 rows per invocation.
+@compute @workgroup_size(64)
+fn gemm_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let i0 = gid.y * 8u;
+    if (j >= p.n || i0 >= p.m) {
+        return;
+    }
+    var c0 = 0.0; var c1 = 0.0; var c2 = 0.0; var c3 = 0.0;
+    var c4 = 0.0; var c5 = 0.0; var c6 = 0.0; var c7 = 0.0;
+    let last = p.m - 1u;
+    for (var q = 0u; q < p.k; q = q + 1u) {
+        let w = blend(bt(q * p.n + j));
+        c0 = c0 + load_a(min(i0, last), q) * w;
+        c1 = c1 + load_a(min(i0 + 1u, last), q) * w;
+        c2 = c2 + load_a(min(i0 + 2u, last), q) * w;
+        c3 = c3 + load_a(min(i0 + 3u, last), q) * w;
+        c4 = c4 + load_a(min(i0 + 4u, last), q) * w;
+        c5 = c5 + load_a(min(i0 + 5u, last), q) * w;
+        c6 = c6 + load_a(min(i0 + 6u, last), q) * w;
+        c7 = c7 + load_a(min(i0 + 7u, last), q) * w;
+    }
+    let rows = array<f32, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    for (var r = 0u; r < 8u; r = r + 1u) {
+        if (i0 + r < p.m) {
+            store(i0 + r, j, rows[r]);
+        }
+    }
+}
+
 // db[j] += Σ_i A[i, j] with A = dY (M, N): one invocation per column, rows summed in order.
 @compute @workgroup_size(256)
 fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -174,7 +214,7 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var acc = 0.0;
     for (var i = 0u; i < p.m; i = i + 1u) {
-        acc = acc + a[i * p.n + j];
+        acc = acc + at(i * p.n + j);
     }
     c[j] = c[j] + acc;
 }

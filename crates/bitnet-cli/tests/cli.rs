@@ -276,3 +276,44 @@ fn bad_inputs_give_errors_that_name_the_file() {
     let (ok, _, err) = bitnet(&["inspect", dir.join("nope").to_str().unwrap()]);
     assert!(!ok && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn selftest_passes_every_kernel_on_this_adapter() {
+    let v = json(&["selftest", "--json"]);
+    assert_eq!(v["passed"], true, "{v:#}");
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.len() > 50, "only {} checks", checks.len());
+    for family in [
+        "quantize",
+        "matmul",
+        "rmsnorm",
+        "rope",
+        "attention",
+        "swiglu",
+        "embedding",
+        "xent",
+        "optim",
+        "elementwise",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["kernel"].as_str().unwrap().starts_with(family)),
+            "no {family} check"
+        );
+    }
+}
+
+#[test]
+fn bench_validates_before_timing() {
+    let v = json(&["bench", "kernels", "--size", "64", "--reps", "1", "--json"]);
+    let results = v["results"].as_array().unwrap();
+    assert!(results.len() >= 13, "{v:#}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["validated"] == true && r["median_ms"].as_f64().unwrap() > 0.0),
+        "{v:#}"
+    );
+    assert!(!v["adapter"].as_str().unwrap().is_empty());
+}

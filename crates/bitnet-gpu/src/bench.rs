@@ -88,22 +88,42 @@ pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchR
     };
     let want_blend = cm::linear_forward(&x, &bitnet_core::quant::blend(&w, &t, 0.5), None, m, k, n);
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    // W transposed to (K, N): the layout of the input gradient, and of a transposed λ-blend scratch.
+    let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+    let wtb = gpu.upload_f32("wt", &wt)?;
+    let cases = [
+        (true, None),
+        (true, Some((q, 0.5f32))),
+        (false, None),
+        (false, Some((q, 0.5f32))),
+    ];
     for variant in GemmVariant::ALL {
-        for (blend, want) in [(None, &want_plain), (Some((q, 0.5f32)), &want_blend)] {
+        for (trans_b, blend) in cases {
+            let want = if blend.is_some() {
+                &want_blend
+            } else {
+                &want_plain
+            };
+            let wbuf = if trans_b { &wb } else { &wtb };
             let spec = GemmSpec {
                 m: m as u32,
                 n: n as u32,
                 k: k as u32,
-                trans_b: true,
+                trans_b,
                 blend,
                 ..Default::default()
             };
-            let ops = [gpu.gemm_op(variant, &spec, &xb, &wb, None, Some(&sb.stats), &yb)];
+            let layout = if trans_b {
+                "x·Wᵀ"
+            } else {
+                "x·(Wᵀ stored)"
+            };
+            let ops = [gpu.gemm_op(variant, &spec, &xb, wbuf, None, Some(&sb.stats), &yb)];
             gpu.submit(&ops);
             let got = gpu.read_f32("y", &yb, m * n).await?;
             let check = Check::compare("matmul", &got, want, 1e-4, 1e-3);
             let name = format!(
-                "matmul {}{variant:?}",
+                "matmul {}{variant:?} {layout}",
                 if blend.is_some() { "λ-blend " } else { "" }
             )
             .to_lowercase();

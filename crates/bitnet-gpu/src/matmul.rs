@@ -29,6 +29,8 @@ pub const MATMUL: ShaderFamily = ShaderFamily {
 pub enum GemmVariant {
     Naive,
     Tiled,
+    /// Register-blocked without shared memory: 4×4 outputs per invocation, or, when B is stored
+    /// (K, N), one column per invocation so that adjacent invocations load adjacent weights.
     Reg,
 }
 
