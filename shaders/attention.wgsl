@@ -58,7 +58,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let qi = q_at(b, i, h);
     var acc: array<f32, MAX_D>;
     for (var x = 0u; x < p.d; x = x + 1u) { acc[x] = 0.0; }
-    var m = -3.4028235e38;
+    var m = -3.402823e38;
     var l = 0.0;
     for (var j = 0u; j <= i; j = j + 1u) {
         let kj = kv_at(b, j, hk);

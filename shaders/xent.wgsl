@@ -49,7 +49,7 @@ fn forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let r = wid.x + wid.y * nwg.x;
     if (r >= p.rows) { return; }
     let o = r * p.vocab;
-    var m = -3.4028235e38;
+    var m = -3.402823e38;
     for (var j = lid.x; j < p.vocab; j = j + WG) {
         m = max(m, logits[o + j]);
     }

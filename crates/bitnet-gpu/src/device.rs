@@ -15,9 +15,10 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pub(crate) pipelines: PipelineCache,
     /// 16-byte buffers bound where an entry point does not use a binding of its family: one for
-    /// read-only slots, one for read-write slots (WebGPU forbids one buffer in both at once).
+    /// every read-only slot, and distinct ones for read-write slots (WebGPU forbids a buffer in a
+    /// read-only and a writable slot at once, and two writable slots that overlap).
     pub(crate) dummy: wgpu::Buffer,
-    pub(crate) dummy_rw: wgpu::Buffer,
+    pub(crate) dummy_rw: [wgpu::Buffer; 4],
 }
 
 /// What `bitnet info` and the app show about an adapter.
@@ -76,10 +77,8 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         };
-        let (dummy, dummy_rw) = (
-            unused("unused read binding"),
-            unused("unused read-write binding"),
-        );
+        let dummy = unused("unused read binding");
+        let dummy_rw = [0, 1, 2, 3].map(|_| unused("unused read-write binding"));
         Ok(Gpu {
             device,
             queue,

@@ -135,7 +135,7 @@ impl Gpu {
         self.op(
             &RMSNORM,
             "forward",
-            &[&u, x, g, &self.dummy, rstd, y, &self.dummy_rw],
+            &[&u, x, g, &self.dummy, rstd, y, &self.dummy_rw[0]],
             self.groups_for(rows as u64, 1),
         )
     }
@@ -163,7 +163,7 @@ impl Gpu {
             self.op(
                 &RMSNORM,
                 "backward_gain",
-                &[&u, x, g, dy, rstd, &self.dummy_rw, dg],
+                &[&u, x, g, dy, rstd, &self.dummy_rw[0], dg],
                 self.groups_for(c as u64, 256),
             ),
         ]
@@ -181,7 +181,7 @@ impl Gpu {
         self.op(
             &SWIGLU,
             "forward",
-            &[&u, gate, up, &self.dummy, h, &self.dummy_rw],
+            &[&u, gate, up, &self.dummy, h, &self.dummy_rw[0]],
             self.groups_for(n as u64, 256),
         )
     }
@@ -279,7 +279,7 @@ impl Gpu {
         self.op(
             &XENT,
             "forward",
-            &[&u, logits, targets, lse, loss, &self.dummy_rw],
+            &[&u, logits, targets, lse, loss, &self.dummy_rw[0]],
             self.groups_for(rows as u64, 1),
         )
     }
@@ -298,7 +298,7 @@ impl Gpu {
         self.op(
             &XENT,
             "backward",
-            &[&u, logits, targets, lse, &self.dummy_rw, dlogits],
+            &[&u, logits, targets, lse, &self.dummy_rw[0], dlogits],
             self.groups_for(rows as u64 * vocab as u64, 256),
         )
     }
@@ -341,8 +341,8 @@ impl Gpu {
                 out,
                 stats,
                 &self.dummy,
-                &self.dummy_rw,
-                &self.dummy_rw,
+                &self.dummy_rw[0],
+                &self.dummy_rw[1],
             ],
             groups,
         ))
@@ -508,7 +508,7 @@ impl Gpu {
     ) -> [Op; 2] {
         let u = self.optim_params(n, slot, n_slots, None, 0.0, false);
         let r = &self.dummy_rw;
-        let bufs = [&u, grad, r, r, r, partials, norm];
+        let bufs = [&u, grad, &r[0], &r[1], &r[2], partials, norm];
         [
             self.op(&OPTIM, "sumsq_partial", &bufs, [NORM_PARTIALS, 1, 1]),
             self.op(&OPTIM, "sumsq_finish", &bufs, [1, 1, 1]),
@@ -522,7 +522,7 @@ impl Gpu {
         self.op(
             &OPTIM,
             "clip_finish",
-            &[&u, &self.dummy, r, r, r, r, norm],
+            &[&u, &self.dummy, &r[0], &r[1], &r[2], &r[3], norm],
             [1, 1, 1],
         )
     }
@@ -544,7 +544,7 @@ impl Gpu {
         self.op(
             &OPTIM,
             "adamw",
-            &[&u, grad, param, m, v, &self.dummy_rw, norm],
+            &[&u, grad, param, m, v, &self.dummy_rw[0], norm],
             self.groups_for(n as u64, 256),
         )
     }
