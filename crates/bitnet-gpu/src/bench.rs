@@ -59,17 +59,13 @@ fn time_ops(gpu: &Gpu, ops: &[Op], reps: usize) -> Result<f64, GpuError> {
     Ok(t[t.len() / 2])
 }
 
-fn random(rng: &mut Rng, n: usize, std: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.normal(std)).collect()
-}
-
 /// Benchmarks the matmul variants (plain and λ-blended) at (m, n, k) and RMSNorm.
 pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchReport, GpuError> {
     let mut rng = Rng::new(7);
     let mut results = Vec::new();
     let (m, n, k) = (size, size, size);
-    let x = random(&mut rng, m * k, 1.0);
-    let w = random(&mut rng, n * k, 0.05);
+    let x = rng.vec(m * k, 1.0);
+    let w = rng.vec(n * k, 0.05);
     let (xb, wb) = (gpu.upload_f32("x", &x)?, gpu.upload_f32("w", &w)?);
     let yb = gpu.storage("y", 4 * (m * n) as u64)?;
     let q = Quantizer::Absmean;
@@ -154,7 +150,7 @@ pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchR
 
     // RMSNorm: memory-bound (read x and g, write y).
     let (rows, c) = (size, size);
-    let g: Vec<f32> = random(&mut rng, c, 0.1).iter().map(|v| 1.0 + v).collect();
+    let g: Vec<f32> = rng.vec(c, 0.1).iter().map(|v| 1.0 + v).collect();
     let (gb, rb) = (
         gpu.upload_f32("g", &g)?,
         gpu.storage("rstd", 4 * rows as u64)?,

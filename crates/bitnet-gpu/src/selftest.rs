@@ -38,6 +38,10 @@ impl Rng {
     pub fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+    /// `n` roughly normal values of standard deviation `std`.
+    pub fn vec(&mut self, n: usize, std: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal(std)).collect()
+    }
     /// Roughly normal (Irwin–Hall of 4), scaled.
     pub fn normal(&mut self, std: f32) -> f32 {
         let s: f32 = (0..4).map(|_| self.uniform()).sum::<f32>() - 2.0;
@@ -213,10 +217,6 @@ impl Check {
     }
 }
 
-fn random(rng: &mut Rng, n: usize, std: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.normal(std)).collect()
-}
-
 /// The λ-blended weights the CPU reference uses, from the GPU's own statistics (so that both sides
 /// round the same codes; see `check_tensor`).
 fn blended(w: &[f32], q: &Quantizer, stats: &QuantStats, lambda: f32) -> Vec<f32> {
@@ -231,12 +231,12 @@ fn blended(w: &[f32], q: &Quantizer, stats: &QuantStats, lambda: f32) -> Vec<f32
 async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<(), GpuError> {
     // A fixed small case, and shapes that are not multiples of any workgroup size.
     for (rows, inp, outf) in [(2usize, 3usize, 5usize), (37, 53, 29), (70, 33, 65)] {
-        let x = random(rng, rows * inp, 1.0);
-        let w = random(rng, outf * inp, 0.05);
-        let b = random(rng, outf, 0.1);
-        let dy = random(rng, rows * outf, 1.0);
-        let dw0 = random(rng, outf * inp, 0.01);
-        let db0 = random(rng, outf, 0.01);
+        let x = rng.vec(rows * inp, 1.0);
+        let w = rng.vec(outf * inp, 0.05);
+        let b = rng.vec(outf, 0.1);
+        let dy = rng.vec(rows * outf, 1.0);
+        let dw0 = rng.vec(outf * inp, 0.01);
+        let db0 = rng.vec(outf, 0.01);
         let (xb, wb, bb, dyb) = (
             gpu.upload_f32("x", &x)?,
             gpu.upload_f32("w", &w)?,
@@ -352,10 +352,10 @@ fn zeros(gpu: &Gpu, name: &str, n: usize) -> Result<wgpu::Buffer, GpuError> {
 async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<(), GpuError> {
     for (rows, c) in [(2usize, 5usize), (7, 300), (3, 1031)] {
         let tag = format!("{rows}x{c}");
-        let x = random(rng, rows * c, 1.0);
-        let g: Vec<f32> = random(rng, c, 0.2).iter().map(|v| 1.0 + v).collect();
-        let dy = random(rng, rows * c, 1.0);
-        let dg0 = random(rng, c, 0.1);
+        let x = rng.vec(rows * c, 1.0);
+        let g: Vec<f32> = rng.vec(c, 0.2).iter().map(|v| 1.0 + v).collect();
+        let dy = rng.vec(rows * c, 1.0);
+        let dg0 = rng.vec(c, 0.1);
         let (want_y, rstd) = cn::rmsnorm_forward(&x, &g, 1e-5, c);
         let (want_dx, mut want_dg) = cn::rmsnorm_backward(&x, &g, &rstd, &dy, c);
         want_dg.iter_mut().zip(&dg0).for_each(|(a, b)| *a += b);
@@ -398,7 +398,7 @@ async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<
 
         // SwiGLU over the same sizes.
         let n = rows * c;
-        let (a, u) = (random(rng, n, 2.0), random(rng, n, 1.0));
+        let (a, u) = (rng.vec(n, 2.0), rng.vec(n, 1.0));
         let want_h = cs::swiglu_forward(&a, &u);
         let (want_da, want_du) = cs::swiglu_backward(&a, &u, &dy);
         let (ab, ub) = (gpu.upload_f32("gate", &a)?, gpu.upload_f32("up", &u)?);
@@ -479,7 +479,7 @@ async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<
         (1, 33, 2, 64, 1000),
     ] {
         let (cos, sin) = cr::rope_tables(offset + t, d, 10000.0);
-        let x = random(rng, b * t * h * d, 1.0);
+        let x = rng.vec(b * t * h * d, 1.0);
         let want_f = cr::rope(&x, &cos, &sin, b, t, h, d, offset, false);
         let want_b = cr::rope(&x, &cos, &sin, b, t, h, d, offset, true);
         let (xb, cb, sb) = (
@@ -512,7 +512,7 @@ async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<
 
     // Embedding gather and deterministic scatter-add, with repeated tokens.
     for (vocab, c, tokens) in [(5usize, 3usize, 4usize), (301, 37, 70)] {
-        let table = random(rng, vocab * c, 1.0);
+        let table = rng.vec(vocab * c, 1.0);
         let ids: Vec<u32> = (0..tokens)
             .map(|i| {
                 if i % 3 == 0 {
@@ -522,8 +522,8 @@ async fn layer_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<
                 }
             })
             .collect();
-        let dy = random(rng, tokens * c, 1.0);
-        let de0 = random(rng, vocab * c, 0.1);
+        let dy = rng.vec(tokens * c, 1.0);
+        let de0 = rng.vec(vocab * c, 0.1);
         let want_y = ce::embedding_forward(&table, &ids, c);
         let mut want_de = de0.clone();
         ce::embedding_backward(&mut want_de, &ids, &dy, c);
@@ -564,7 +564,7 @@ async fn loss_attention_optim_checks(
     out: &mut Vec<Check>,
 ) -> Result<(), GpuError> {
     for (rows, vocab) in [(3usize, 7usize), (9, 1000), (2, 40_000)] {
-        let logits = random(rng, rows * vocab, 3.0);
+        let logits = rng.vec(rows * vocab, 3.0);
         let targets: Vec<i32> = (0..rows)
             .map(|r| {
                 if r == 1 {
@@ -641,10 +641,10 @@ async fn loss_attention_optim_checks(
     ] {
         let (nq, nk) = (s.b * s.t * s.hq * s.d, s.b * s.t * s.hkv * s.d);
         let (q, k, v, dout) = (
-            random(rng, nq, 1.0),
-            random(rng, nk, 1.0),
-            random(rng, nk, 1.0),
-            random(rng, nq, 1.0),
+            rng.vec(nq, 1.0),
+            rng.vec(nk, 1.0),
+            rng.vec(nk, 1.0),
+            rng.vec(nq, 1.0),
         );
         let (want_o, want_lse) = attention_forward(&s, &q, &k, &v);
         let (want_dq, want_dk, want_dv) =
@@ -713,7 +713,7 @@ async fn loss_attention_optim_checks(
     }
 
     // Global norm over two tensors, clipping, and three AdamW steps.
-    let (g1, g2) = (random(rng, 1000, 0.5), random(rng, 77, 0.5));
+    let (g1, g2) = (rng.vec(1000, 0.5), rng.vec(77, 0.5));
     let (want_norm, want_coef) = grad_norm(&[&g1, &g2], 1.0);
     let (partials, norm) = gpu.norm_buffers(2)?;
     let (g1b, g2b) = (gpu.upload_f32("g1", &g1)?, gpu.upload_f32("g2", &g2)?);
@@ -721,7 +721,7 @@ async fn loss_attention_optim_checks(
     ops.extend(gpu.grad_sumsq(1000, 0, 2, &g1b, &partials, &norm));
     ops.extend(gpu.grad_sumsq(77, 1, 2, &g2b, &partials, &norm));
     ops.push(gpu.clip_finish(2, 1.0, &norm));
-    let p0 = random(rng, 1000, 1.0);
+    let p0 = rng.vec(1000, 1.0);
     let (pb, mb, vb) = (
         gpu.upload_f32("p", &p0)?,
         zeros(gpu, "m", 1000)?,
