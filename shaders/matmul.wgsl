@@ -2,89 +2,110 @@
 // weights fused into the weight loads (DESIGN.md §2).
 //
 //   C (M, N) [+]= A'(M, K) · B'(K, N)  (+ bias[j] in the forward pass)
-//   A'(i, p) = trans_a ? A[p·M + i] : A[i·K + p]
-//   B'(p, j) = trans_b ? B[j·K + p] : B[p·N + j]
-//   blend != 0: every B' value is replaced by W + λ·(scale·q(W) − W) as it is loaded (once per load
+//   A'(i, p) = TRANS_A ? A[p·M + i] : A[i·K + p]
+//   B'(p, j) = TRANS_B ? B[j·K + p] : B[p·N + j]
+//   BLEND != 0: every B' value is replaced by W + λ·(scale·q(W) − W) as it is loaded (once per load
 //   into a tile or registers, not once per multiply), with q from the quantizer statistics.
 //
 // A linear layer y = x·Wᵀ + b with x (rows, in), W (out, in):
-//   forward  y  = gemm(A = x,  B = W, trans_b, blend), M = rows, N = out, K = in, bias
-//   input    dX = gemm(A = dY, B = W, blend),          M = rows, N = in,  K = out
-//   weight   dW += gemm(A = dY, B = x, trans_a),       M = out,  N = in,  K = rows  (STE: dW = dW_eff)
+//   forward  y  = gemm(A = x,  B = W, TRANS_B, BLEND), M = rows, N = out, K = in, bias
+//   input    dX = gemm(A = dY, B = W, BLEND),          M = rows, N = in,  K = out
+//   weight   dW += gemm(A = dY, B = x, TRANS_A),       M = out,  N = in,  K = rows  (STE: dW = dW_eff)
 //   bias     db += Σ_rows dY                           (bias_grad)
-// Variants: gemm_naive (reference), gemm_tiled (16×16 shared-memory tiles, for real GPUs),
-// gemm_reg (4×4 outputs per invocation in registers, no shared memory: fast on CPU-like adapters).
+// Variants:
+//   gemm_naive  one output per invocation (the reference);
+//   gemm_tiled  16×16 shared-memory tiles (real GPUs);
+//   gemm_reg    16×16 outputs per invocation in registers, vec4 loads, no shared memory (CPU-like
+//               adapters such as lavapipe, which run invocations as SIMD lanes and pay per lane for
+//               every storage load: the larger the register block, the fewer loads per multiply).
+//               Needs each operand's contiguous dimension to be a multiple of 4 (see matmul.rs);
+//   gemm_reg4   4×4 outputs per invocation with scalar loads, for the shapes gemm_reg cannot take.
+// blend_weights writes the λ-blended weights once into a scratch buffer, for adapters where that
+// beats blending inside the product (chosen by measurement, see matmul.rs).
+// A and B are bound as vec4 arrays (buffers are allocated in multiples of 16 bytes); the scalar
+// kernels read single elements from them.
 // CPU reference: bitnet_core::cpu::matmul.
+
+// Layout and mode are pipeline constants, not uniforms: each combination is its own pipeline with
+// the untaken paths compiled out (adapters that run invocations as SIMD lanes, like lavapipe,
+// execute both sides of a branch, even a uniform one).
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override ACCUMULATE: bool = false; // C += result (gradients) instead of C = result
+override BLEND: u32 = 0u;          // 0: none, 1: absmean codes, 2: threshold codes
+override HAS_BIAS: bool = false;
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32, // 1: C += result (gradients), 0: C = result
-    blend: u32,      // 0: none, 1: absmean codes, 2: threshold codes
-    has_bias: u32,
     lambda: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;        // (M, K), or (K, M) when trans_a
-@group(0) @binding(2) var<storage, read> b: array<f32>;        // (K, N), or (N, K) when trans_b
-@group(0) @binding(3) var<storage, read> bias: array<f32>;     // (N,) when has_bias
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;  // (M, K), or (K, M) when TRANS_A
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;  // (K, N), or (N, K) when TRANS_B
+@group(0) @binding(3) var<storage, read> bias: array<f32>;     // (N,) when HAS_BIAS
 @group(0) @binding(4) var<storage, read> stats: array<f32>;    // (4,) quantize.wgsl: mean|W|, cut, scale, count
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;  // (M, N)
 
-fn at(idx: u32) -> f32 {
-    return a[idx];
+fn a_at(e: u32) -> f32 {
+    return a[e / 4u][e % 4u];
 }
 
-fn bt(idx: u32) -> f32 {
-    return b[idx];
+fn b_at(e: u32) -> f32 {
+    return b[e / 4u][e % 4u];
 }
 
 fn load_a(i: u32, q: u32) -> f32 {
-    if (p.trans_a == 1u) {
-        return at(q * p.m + i);
+    if (TRANS_A) {
+        return a_at(q * p.m + i);
     }
-    return at(i * p.k + q);
+    return a_at(i * p.k + q);
+}
+
+// The blend's constants, read once per invocation: (λ, cut, scale).
+struct Blend {
+    lambda: f32,
+    cut: f32,
+    scale: f32,
+}
+
+fn blend_params() -> Blend {
+    if (BLEND == 0u) {
+        return Blend(0.0, 1.0, 0.0);
+    }
+    return Blend(p.lambda, stats[1], stats[2]);
 }
 
 // The λ-blended weight: W + λ·(scale·q(W) − W); q as in quantize.wgsl.
-fn blend(w: f32) -> f32 {
-    if (p.blend == 0u) {
+fn blend(w: f32, bp: Blend) -> f32 {
+    if (BLEND == 0u) {
         return w;
     }
-    let cut = stats[1];
     var q: f32;
-    if (p.blend == 1u) {
-        q = clamp(round(w / cut), -1.0, 1.0);
+    if (BLEND == 1u) {
+        q = clamp(round(w / bp.cut), -1.0, 1.0);
     } else {
-        q = select(0.0, sign(w), abs(w) > cut);
+        q = select(0.0, sign(w), abs(w) > bp.cut);
     }
-    return w + p.lambda * (stats[2] * q - w);
+    return w + bp.lambda * (bp.scale * q - w);
 }
 
-fn load_b(q: u32, j: u32) -> f32 {
-    var w: f32;
-    if (p.trans_b == 1u) {
-        w = bt(j * p.k + q);
-    } else {
-        w = bt(q * p.n + j);
+fn load_b(q: u32, j: u32, bp: Blend) -> f32 {
+    if (TRANS_B) {
+        return blend(b_at(j * p.k + q), bp);
     }
-    return blend(w);
+    return blend(b_at(q * p.n + j), bp);
 }
 
 fn store(i: u32, j: u32, acc: f32) {
     var v = acc;
-    if (p.has_bias == 1u) {
+    if (HAS_BIAS) {
         v = v + bias[j];
     }
     let idx = i * p.n + j;
-    if (p.accumulate == 1u) {
+    if (ACCUMULATE) {
         c[idx] = c[idx] + v;
     } else {
         c[idx] = v;
@@ -98,9 +119,10 @@ fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.m || j >= p.n) {
         return;
     }
+    let bp = blend_params();
     var acc = 0.0;
     for (var q = 0u; q < p.k; q = q + 1u) {
-        acc = acc + load_a(i, q) * load_b(q, j);
+        acc = acc + load_a(i, q) * load_b(q, j, bp);
     }
     store(i, j, acc);
 }
@@ -113,6 +135,7 @@ var<workgroup> tile_b: array<array<f32, 16>, 16>; // [inner q][col j], already b
 fn gemm_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let i = wid.y * TILE + lid.y;
     let j = wid.x * TILE + lid.x;
+    let bp = blend_params();
     var acc = 0.0;
     let tiles = (p.k + TILE - 1u) / TILE;
     for (var t = 0u; t < tiles; t = t + 1u) {
@@ -125,7 +148,7 @@ fn gemm_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         let qb = t * TILE + lid.y;
         var vb = 0.0;
         if (j < p.n && qb < p.k) {
-            vb = load_b(qb, j);
+            vb = load_b(qb, j, bp);
         }
         tile_b[lid.y][lid.x] = vb;
         workgroupBarrier();
@@ -139,70 +162,146 @@ fn gemm_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     }
 }
 
-// 8×8 invocations, each computing a 4×4 block of C: a 32×32 block per workgroup.
-@compute @workgroup_size(8, 8)
-fn gemm_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i0 = gid.y * 4u;
-    let j0 = gid.x * 4u;
-    if (i0 >= p.m || j0 >= p.n) {
-        return;
+fn blend4(w: vec4<f32>, bp: Blend) -> vec4<f32> {
+    return vec4<f32>(blend(w.x, bp), blend(w.y, bp), blend(w.z, bp), blend(w.w, bp));
+}
+
+// Zero for inner indices past K (only the layouts whose K is not the contiguous dimension can run
+// past it: K need not be a multiple of 4 there).
+fn k_row(v: vec4<f32>, kk: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, kk < p.k);
+}
+
+// The 4×4 block of A' at rows r..r+3 and inner indices 4q..4q+3, as a matrix whose column t is row
+// r + t: blk[t][u] = A'(r + t, 4q + u). Rows past M are clamped (computed, never stored).
+fn a_block(r: u32, q: u32) -> mat4x4<f32> {
+    if (TRANS_A) {
+        // A (K, M): a vec4 runs along M. Loaded column u holds A'(r..r+3, 4q + u).
+        let m4 = p.m / 4u;
+        let col = min(r / 4u, m4 - 1u);
+        let k0 = 4u * q;
+        let kl = p.k - 1u;
+        return transpose(mat4x4<f32>(
+            k_row(a[min(k0, kl) * m4 + col], k0),
+            k_row(a[min(k0 + 1u, kl) * m4 + col], k0 + 1u),
+            k_row(a[min(k0 + 2u, kl) * m4 + col], k0 + 2u),
+            k_row(a[min(k0 + 3u, kl) * m4 + col], k0 + 3u),
+        ));
     }
-    var acc: array<vec4<f32>, 4>;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        acc[r] = vec4<f32>(0.0);
+    // A (M, K): a vec4 runs along K.
+    let k4 = p.k / 4u;
+    let ml = p.m - 1u;
+    return mat4x4<f32>(
+        a[min(r, ml) * k4 + q],
+        a[min(r + 1u, ml) * k4 + q],
+        a[min(r + 2u, ml) * k4 + q],
+        a[min(r + 3u, ml) * k4 + q],
+    );
+}
+
+// The λ-blended 4×4 block of B' at inner indices 4q..4q+3 and columns s..s+3, as a matrix whose
+// column t is column s + t: blk[t][u] = B'(4q + u, s + t). Columns past N are clamped.
+fn b_block(s: u32, q: u32, bp: Blend) -> mat4x4<f32> {
+    if (TRANS_B) {
+        // B (N, K): a vec4 runs along K.
+        let k4 = p.k / 4u;
+        let nl = p.n - 1u;
+        return mat4x4<f32>(
+            blend4(b[min(s, nl) * k4 + q], bp),
+            blend4(b[min(s + 1u, nl) * k4 + q], bp),
+            blend4(b[min(s + 2u, nl) * k4 + q], bp),
+            blend4(b[min(s + 3u, nl) * k4 + q], bp),
+        );
     }
-    for (var q = 0u; q < p.k; q = q + 1u) {
-        var bv = vec4<f32>(0.0);
-        for (var s = 0u; s < 4u; s = s + 1u) {
-            if (j0 + s < p.n) {
-                bv[s] = load_b(q, j0 + s);
-            }
-        }
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            if (i0 + r < p.m) {
-                acc[r] = acc[r] + load_a(i0 + r, q) * bv;
-            }
-        }
-    }
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        for (var s = 0u; s < 4u; s = s + 1u) {
-            if (i0 + r < p.m && j0 + s < p.n) {
-                store(i0 + r, j0 + s, acc[r][s]);
+    // B (K, N): a vec4 runs along N. Loaded column u holds B'(4q + u, s..s+3).
+    let n4 = p.n / 4u;
+    let col = min(s / 4u, n4 - 1u);
+    let k0 = 4u * q;
+    let kl = p.k - 1u;
+    return transpose(mat4x4<f32>(
+        k_row(blend4(b[min(k0, kl) * n4 + col], bp), k0),
+        k_row(blend4(b[min(k0 + 1u, kl) * n4 + col], bp), k0 + 1u),
+        k_row(blend4(b[min(k0 + 2u, kl) * n4 + col], bp), k0 + 2u),
+        k_row(blend4(b[min(k0 + 3u, kl) * n4 + col], bp), k0 + 3u),
+    ));
+}
+
+// Stores the 4×4 block acc (acc[t][u] = C(i + u, j + t)) inside the bounds of C.
+fn store_block(i: u32, j: u32, acc: mat4x4<f32>) {
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        for (var u = 0u; u < 4u; u = u + 1u) {
+            if (i + u < p.m && j + t < p.n) {
+                store(i + u, j + t, acc[t][u]);
             }
         }
     }
 }
 
-// B not transposed (B (K, N)): one column j per invocation, adjacent invocations on adjacent
-// columns, so on SIMD-across-invocations adapters (lavapipe, SwiftShader) every B load is one
-// contiguous vector load and every A load a broadcast; 8 rows per invocation.
-@compute @workgroup_size(64)
-fn gemm_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    let i0 = gid.y * 8u;
-    if (j >= p.n || i0 >= p.m) {
+// 8×8 invocations, each computing a 16×16 block of C as 4×4 blocks: a 128×128 block per workgroup.
+// Per 4 inner indices an invocation makes 32 vec4 loads for 1024 multiply-adds.
+@compute @workgroup_size(8, 8)
+fn gemm_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.y * 16u;
+    let j0 = gid.x * 16u;
+    if (i0 >= p.m || j0 >= p.n) {
         return;
     }
-    var c0 = 0.0; var c1 = 0.0; var c2 = 0.0; var c3 = 0.0;
-    var c4 = 0.0; var c5 = 0.0; var c6 = 0.0; var c7 = 0.0;
-    let last = p.m - 1u;
+    let bp = blend_params();
+    var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>(); var c02 = mat4x4<f32>(); var c03 = mat4x4<f32>();
+    var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>(); var c12 = mat4x4<f32>(); var c13 = mat4x4<f32>();
+    var c20 = mat4x4<f32>(); var c21 = mat4x4<f32>(); var c22 = mat4x4<f32>(); var c23 = mat4x4<f32>();
+    var c30 = mat4x4<f32>(); var c31 = mat4x4<f32>(); var c32 = mat4x4<f32>(); var c33 = mat4x4<f32>();
+    let steps = (p.k + 3u) / 4u;
+    for (var q = 0u; q < steps; q = q + 1u) {
+        let a0 = transpose(a_block(i0, q));
+        let a1 = transpose(a_block(i0 + 4u, q));
+        let a2 = transpose(a_block(i0 + 8u, q));
+        let a3 = transpose(a_block(i0 + 12u, q));
+        let b0 = b_block(j0, q, bp);
+        let b1 = b_block(j0 + 4u, q, bp);
+        let b2 = b_block(j0 + 8u, q, bp);
+        let b3 = b_block(j0 + 12u, q, bp);
+        c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+        c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+        c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+        c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+    }
+    store_block(i0, j0, c00); store_block(i0, j0 + 4u, c01); store_block(i0, j0 + 8u, c02); store_block(i0, j0 + 12u, c03);
+    store_block(i0 + 4u, j0, c10); store_block(i0 + 4u, j0 + 4u, c11); store_block(i0 + 4u, j0 + 8u, c12); store_block(i0 + 4u, j0 + 12u, c13);
+    store_block(i0 + 8u, j0, c20); store_block(i0 + 8u, j0 + 4u, c21); store_block(i0 + 8u, j0 + 8u, c22); store_block(i0 + 8u, j0 + 12u, c23);
+    store_block(i0 + 12u, j0, c30); store_block(i0 + 12u, j0 + 4u, c31); store_block(i0 + 12u, j0 + 8u, c32); store_block(i0 + 12u, j0 + 12u, c33);
+}
+
+// 8×8 invocations, each computing a 4×4 block of C with scalar loads: a 32×32 block per workgroup.
+// Rows and columns past the edge are clamped (recomputed, not stored): no branches in the loop.
+@compute @workgroup_size(8, 8)
+fn gemm_reg4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.y * 4u;
+    let j0 = gid.x * 4u;
+    if (i0 >= p.m || j0 >= p.n) {
+        return;
+    }
+    let bp = blend_params();
+    let i = min(vec4<u32>(i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.m - 1u));
+    let j = min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    var acc = mat4x4<f32>();
     for (var q = 0u; q < p.k; q = q + 1u) {
-        let w = blend(bt(q * p.n + j));
-        c0 = c0 + load_a(min(i0, last), q) * w;
-        c1 = c1 + load_a(min(i0 + 1u, last), q) * w;
-        c2 = c2 + load_a(min(i0 + 2u, last), q) * w;
-        c3 = c3 + load_a(min(i0 + 3u, last), q) * w;
-        c4 = c4 + load_a(min(i0 + 4u, last), q) * w;
-        c5 = c5 + load_a(min(i0 + 5u, last), q) * w;
-        c6 = c6 + load_a(min(i0 + 6u, last), q) * w;
-        c7 = c7 + load_a(min(i0 + 7u, last), q) * w;
+        let bv = vec4<f32>(load_b(q, j.x, bp), load_b(q, j.y, bp), load_b(q, j.z, bp), load_b(q, j.w, bp));
+        let av = vec4<f32>(load_a(i.x, q), load_a(i.y, q), load_a(i.z, q), load_a(i.w, q));
+        acc += mat4x4<f32>(av * bv.x, av * bv.y, av * bv.z, av * bv.w);
     }
-    let rows = array<f32, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
-    for (var r = 0u; r < 8u; r = r + 1u) {
-        if (i0 + r < p.m) {
-            store(i0 + r, j, rows[r]);
-        }
+    store_block(i0, j0, acc);
+}
+
+// W_eff = W + λ·(scale·q(W) − W) for every element of b (n elements, flat), into c: the scratch
+// alternative to blending inside the product.
+@compute @workgroup_size(256)
+fn blend_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * 256u;
+    if (e >= p.n) {
+        return;
     }
+    c[e] = blend(b_at(e), blend_params());
 }
 
 // db[j] += Σ_i A[i, j] with A = dY (M, N): one invocation per column, rows summed in order.
@@ -214,7 +313,7 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var acc = 0.0;
     for (var i = 0u; i < p.m; i = i + 1u) {
-        acc = acc + at(i * p.n + j);
+        acc = acc + a_at(i * p.n + j);
     }
     c[j] = c[j] + acc;
 }

@@ -468,6 +468,10 @@ fn bench_kernels(size: usize, reps: usize, json: bool) -> CliResult {
         return print_json(&report);
     }
     println!("adapter: {} ({})", report.adapter, report.backend);
+    println!(
+        "linear layers here: {:?} kernels, λ-blend {:?} (measured fastest)",
+        report.plan.variant, report.plan.blend
+    );
     for r in &report.results {
         let rate = match (r.gflops, r.gbps) {
             (Some(g), _) => format!("{g:8.2} GFLOP/s"),
@@ -475,7 +479,7 @@ fn bench_kernels(size: usize, reps: usize, json: bool) -> CliResult {
             _ => "   (not timed: validation failed)".into(),
         };
         println!(
-            "{:<28} {:>16} {:>10.2} ms {rate}  (max abs err {:.1e})",
+            "{:<36} {:>16} {:>10.2} ms {rate}  (max abs err {:.1e})",
             r.kernel, r.shape, r.median_ms, r.max_abs_error
         );
     }

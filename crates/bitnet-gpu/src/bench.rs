@@ -9,7 +9,7 @@ use bitnet_core::quant::{QuantStats, Quantizer};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::matmul::{GemmSpec, GemmVariant};
+use crate::matmul::{BlendPath, GemmPlan, GemmSpec, GemmVariant};
 use crate::ops::Op;
 use crate::selftest::{Check, Rng};
 
@@ -31,6 +31,8 @@ pub struct BenchResult {
 pub struct BenchReport {
     pub adapter: String,
     pub backend: String,
+    /// The linear-layer variant and blend path measured fastest here ([`Gpu::tune_gemm`]).
+    pub plan: GemmPlan,
     pub results: Vec<BenchResult>,
 }
 
@@ -59,8 +61,53 @@ fn time_ops(gpu: &Gpu, ops: &[Op], reps: usize) -> Result<f64, GpuError> {
     Ok(t[t.len() / 2])
 }
 
+/// What a benchmark's rate counts.
+enum Rate {
+    /// Floating-point operations per run.
+    Flops(f64),
+    /// Bytes moved per run.
+    Bytes(f64),
+}
+
+/// Runs `ops` once, validates the result with `check`, and when it passes times `reps` runs.
+async fn bench_one(
+    gpu: &Gpu,
+    kernel: String,
+    shape: String,
+    ops: &[Op],
+    reps: usize,
+    rate: Rate,
+    check: impl AsyncFnOnce() -> Result<Check, GpuError>,
+) -> Result<BenchResult, GpuError> {
+    gpu.submit(ops);
+    let check = check().await?;
+    let ms = if check.passed {
+        time_ops(gpu, ops, reps)?
+    } else {
+        f64::NAN
+    };
+    let per_s = |units: f64| check.passed.then(|| units / ms / 1e6);
+    let (gflops, gbps) = match rate {
+        Rate::Flops(f) => (per_s(f), None),
+        Rate::Bytes(b) => (None, per_s(b)),
+    };
+    Ok(BenchResult {
+        kernel,
+        shape,
+        median_ms: ms,
+        gflops,
+        gbps,
+        validated: check.passed,
+        max_abs_error: check.max_abs,
+    })
+}
+
 /// Benchmarks the matmul variants (plain and λ-blended) at (m, n, k) and RMSNorm.
 pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchReport, GpuError> {
+    let clock = Instant::now();
+    let plan = gpu
+        .tune_gemm(&|| clock.elapsed().as_secs_f64() * 1e3)
+        .await?;
     let mut rng = Rng::new(7);
     let mut results = Vec::new();
     let (m, n, k) = (size, size, size);
@@ -84,67 +131,74 @@ pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchR
     };
     let want_blend = cm::linear_forward(&x, &bitnet_core::quant::blend(&w, &t, 0.5), None, m, k, n);
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
-    // W transposed to (K, N): the layout of the input gradient, and of a transposed λ-blend scratch.
+    // W transposed to (K, N): the layout of the input gradient's weight operand.
     let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
     let wtb = gpu.upload_f32("wt", &wt)?;
-    let cases = [
-        (true, None),
-        (true, Some((q, 0.5f32))),
-        (false, None),
-        (false, Some((q, 0.5f32))),
+    let scratch = gpu.storage("scratch", 4 * (n * k) as u64)?;
+    let blends = [
+        (None, BlendPath::Fused),
+        (Some((q, 0.5f32)), BlendPath::Fused),
+        (Some((q, 0.5f32)), BlendPath::Scratch),
     ];
     for variant in GemmVariant::ALL {
-        for (trans_b, blend) in cases {
-            let want = if blend.is_some() {
-                &want_blend
-            } else {
-                &want_plain
-            };
-            let wbuf = if trans_b { &wb } else { &wtb };
-            let spec = GemmSpec {
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                trans_b,
-                blend,
-                ..Default::default()
-            };
-            let layout = if trans_b {
-                "x·Wᵀ"
-            } else {
-                "x·(Wᵀ stored)"
-            };
-            let ops = [gpu.gemm_op(variant, &spec, &xb, wbuf, None, Some(&sb.stats), &yb)];
-            gpu.submit(&ops);
-            let got = gpu.read_f32("y", &yb, m * n).await?;
-            let check = Check::compare("matmul", &got, want, 1e-4, 1e-3);
-            let name = format!(
-                "matmul {}{variant:?} {layout}",
-                if blend.is_some() { "λ-blend " } else { "" }
-            )
-            .to_lowercase();
-            if !check.passed {
-                results.push(BenchResult {
-                    kernel: name,
-                    shape: format!("{m}x{n}x{k}"),
-                    median_ms: f64::NAN,
-                    gflops: None,
-                    gbps: None,
-                    validated: false,
-                    max_abs_error: check.max_abs,
-                });
-                continue;
+        for trans_b in [true, false] {
+            for (blend, path) in blends {
+                // The naive kernel is the reference: timed once per layout, without a blend.
+                if variant == GemmVariant::Naive && blend.is_some() {
+                    continue;
+                }
+                let want = if blend.is_some() {
+                    &want_blend
+                } else {
+                    &want_plain
+                };
+                let wbuf = if trans_b { &wb } else { &wtb };
+                let spec = GemmSpec {
+                    m: m as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    trans_b,
+                    blend,
+                    ..Default::default()
+                };
+                let plan = GemmPlan {
+                    variant,
+                    blend: path,
+                    measured: false,
+                };
+                let ops = gpu.blended_gemm_ops(
+                    plan,
+                    &spec,
+                    &xb,
+                    wbuf,
+                    None,
+                    Some(&sb.stats),
+                    Some(&scratch),
+                    &yb,
+                );
+                let layout = if trans_b { "x·Wᵀ" } else { "x·W(K,N)" };
+                let how = match (blend, path) {
+                    (None, _) => "",
+                    (Some(_), BlendPath::Fused) => " λ-fused",
+                    (Some(_), BlendPath::Scratch) => " λ-scratch",
+                };
+                let name = format!("matmul {}{how} {layout}", variant.kernel(&spec).0);
+                results.push(
+                    bench_one(
+                        gpu,
+                        name,
+                        format!("{m}x{n}x{k}"),
+                        &ops,
+                        reps,
+                        Rate::Flops(flops),
+                        async || {
+                            let got = gpu.read_f32("y", &yb, m * n).await?;
+                            Ok(Check::compare("matmul", &got, want, 1e-4, 1e-3))
+                        },
+                    )
+                    .await?,
+                );
             }
-            let ms = time_ops(gpu, &ops, reps)?;
-            results.push(BenchResult {
-                kernel: name,
-                shape: format!("{m}x{n}x{k}"),
-                median_ms: ms,
-                gflops: Some(flops / ms / 1e6),
-                gbps: None,
-                validated: true,
-                max_abs_error: check.max_abs,
-            });
         }
     }
 
@@ -156,32 +210,26 @@ pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchR
         gpu.storage("rstd", 4 * rows as u64)?,
     );
     let ops = [gpu.rmsnorm_forward(rows as u32, c as u32, 1e-5, &xb, &gb, &rb, &yb)];
-    gpu.submit(&ops);
-    let got = gpu.read_f32("y", &yb, rows * c).await?;
-    let check = Check::compare(
-        "rmsnorm",
-        &got,
-        &cn::rmsnorm_forward(&x[..rows * c], &g, 1e-5, c).0,
-        1e-5,
-        1e-4,
+    let want = cn::rmsnorm_forward(&x[..rows * c], &g, 1e-5, c).0;
+    results.push(
+        bench_one(
+            gpu,
+            "rmsnorm forward".into(),
+            format!("{rows}x{c}"),
+            &ops,
+            reps,
+            Rate::Bytes(8.0 * (rows * c) as f64),
+            async || {
+                let got = gpu.read_f32("y", &yb, rows * c).await?;
+                Ok(Check::compare("rmsnorm", &got, &want, 1e-5, 1e-4))
+            },
+        )
+        .await?,
     );
-    let ms = if check.passed {
-        time_ops(gpu, &ops, reps)?
-    } else {
-        f64::NAN
-    };
-    results.push(BenchResult {
-        kernel: "rmsnorm forward".into(),
-        shape: format!("{rows}x{c}"),
-        median_ms: ms,
-        gflops: None,
-        gbps: check.passed.then(|| 8.0 * (rows * c) as f64 / ms / 1e6),
-        validated: check.passed,
-        max_abs_error: check.max_abs,
-    });
     Ok(BenchReport {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
+        plan,
         results,
     })
 }

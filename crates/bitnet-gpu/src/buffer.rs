@@ -7,14 +7,25 @@ use crate::device::Gpu;
 use crate::error::GpuError;
 
 impl Gpu {
-    /// A storage buffer initialised from `data`, checked against the binding limit.
+    /// A storage buffer initialised from `data` (zero-padded to a multiple of 16 bytes, so kernels
+    /// may read it as vec4s), checked against the binding limit.
     pub fn upload(&self, name: &str, data: &[u8]) -> Result<wgpu::Buffer, GpuError> {
-        self.check_binding(name, data.len() as u64)?;
+        let size = padded(data.len() as u64);
+        self.check_binding(name, size)?;
+        let padded_data;
+        let contents = if size == data.len() as u64 {
+            data
+        } else {
+            let mut v = data.to_vec();
+            v.resize(size as usize, 0);
+            padded_data = v;
+            &padded_data
+        };
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(name),
-                contents: data,
+                contents,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
@@ -31,9 +42,10 @@ impl Gpu {
             })
     }
 
-    /// A zeroed storage buffer of `bytes` (at least 4), checked against the binding limit.
+    /// A zeroed storage buffer of `bytes` (rounded up to a multiple of 16, at least 16), checked
+    /// against the binding limit.
     pub fn storage(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = bytes.max(4).next_multiple_of(4);
+        let bytes = padded(bytes);
         self.check_binding(name, bytes)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
@@ -125,4 +137,9 @@ impl Gpu {
 /// f32 values as little-endian bytes.
 pub fn f32_bytes(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)
+}
+
+/// Storage buffers are allocated in whole vec4s: at least 16 bytes, a multiple of 16.
+fn padded(bytes: u64) -> u64 {
+    bytes.max(16).next_multiple_of(16)
 }

@@ -19,6 +19,8 @@ pub struct Gpu {
     /// read-only and a writable slot at once, and two writable slots that overlap).
     pub(crate) dummy: wgpu::Buffer,
     pub(crate) dummy_rw: [wgpu::Buffer; 4],
+    /// The linear-layer plan once [`Gpu::tune_gemm`] has measured it.
+    pub(crate) gemm_plan: std::cell::Cell<Option<crate::matmul::GemmPlan>>,
 }
 
 /// What `bitnet info` and the app show about an adapter.
@@ -88,6 +90,7 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             dummy,
             dummy_rw,
+            gemm_plan: Default::default(),
         })
     }
 

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use crate::device::Gpu;
-use crate::pipelines::ShaderFamily;
+use crate::pipelines::{Constants, ShaderFamily};
 
 pub struct Op {
     pub label: &'static str,
@@ -23,9 +23,21 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Op {
+        self.op_with(fam, entry, &[], buffers, groups)
+    }
+
+    /// [`Gpu::op`] with values for the entry point's `override` constants.
+    pub fn op_with(
+        &self,
+        fam: &ShaderFamily,
+        entry: &'static str,
+        constants: &Constants,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Op {
         Op {
             label: entry,
-            pipeline: self.pipeline(fam, entry),
+            pipeline: self.pipeline(fam, entry, constants),
             bind_group: self.bind_group(fam, buffers),
             groups,
         }

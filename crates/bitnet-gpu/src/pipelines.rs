@@ -26,8 +26,16 @@ pub enum BindingKind {
 pub(crate) struct PipelineCache {
     layouts: RefCell<HashMap<&'static str, Rc<wgpu::BindGroupLayout>>>,
     modules: RefCell<HashMap<&'static str, Rc<(wgpu::ShaderModule, wgpu::PipelineLayout)>>>,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<wgpu::ComputePipeline>>>,
+    pipelines: RefCell<HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>>,
 }
+
+/// Family, entry point and the values of its `override` constants (as f64 bits).
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+/// Values of a shader's `override` constants, by name. Kernels specialise on layout and mode flags
+/// this way instead of branching on uniforms: CPU-like adapters (lavapipe) execute both sides of a
+/// uniform branch, so a flag tested in an inner loop costs as much as the work it selects.
+pub type Constants = [(&'static str, f64)];
 
 impl Gpu {
     /// The bind group layout of a family (created on first use).
@@ -69,9 +77,20 @@ impl Gpu {
         layout
     }
 
-    /// The pipeline of one entry point of a family (compiled on first use).
-    pub fn pipeline(&self, fam: &ShaderFamily, entry: &'static str) -> Rc<wgpu::ComputePipeline> {
-        if let Some(p) = self.pipelines.pipelines.borrow().get(&(fam.name, entry)) {
+    /// The pipeline of one entry point of a family with the given `override` constants (compiled
+    /// on first use; constants the WGSL does not declare are an error of the caller).
+    pub fn pipeline(
+        &self,
+        fam: &ShaderFamily,
+        entry: &'static str,
+        constants: &Constants,
+    ) -> Rc<wgpu::ComputePipeline> {
+        let key: PipelineKey = (
+            fam.name,
+            entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.pipelines.borrow().get(&key) {
             return p.clone();
         }
         let module = self.module(fam);
@@ -81,14 +100,18 @@ impl Gpu {
                 layout: Some(&module.1),
                 module: &module.0,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Every kernel writes its shared memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
                 cache: None,
             },
         ));
         self.pipelines
             .pipelines
             .borrow_mut()
-            .insert((fam.name, entry), pipeline.clone());
+            .insert(key, pipeline.clone());
         pipeline
     }
 

@@ -14,7 +14,7 @@ use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::kernels::AdamStep;
-use crate::matmul::{GemmSpec, GemmVariant};
+use crate::matmul::{BlendPath, GemmPlan, GemmSpec, GemmVariant, LinearShape};
 
 /// Statistics are f32 tree sums on the GPU and f64 sums on the CPU; over 10⁶ terms an f32 tree
 /// reduction stays well inside 1e-5 relative.
@@ -227,10 +227,19 @@ fn blended(w: &[f32], q: &Quantizer, stats: &QuantStats, lambda: f32) -> Vec<f32
     bitnet_core::quant::blend(w, &t, lambda)
 }
 
-/// Linear layer forward and backward, every variant, with and without the λ-blend.
+/// Linear layer forward and backward, every variant, with and without the λ-blend, the blend fused
+/// and through a scratch buffer.
 async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<(), GpuError> {
-    // A fixed small case, and shapes that are not multiples of any workgroup size.
-    for (rows, inp, outf) in [(2usize, 3usize, 5usize), (37, 53, 29), (70, 33, 65)] {
+    // A fixed small case, shapes that are not multiples of any workgroup size (the register
+    // variant's scalar kernel), and ones whose inner dimensions are multiples of 4 (its vec4
+    // kernel), with odd rows and edges inside and past its 16×16 and 128×128 blocks.
+    for (rows, inp, outf) in [
+        (2usize, 3usize, 5usize),
+        (37, 53, 29),
+        (70, 33, 65),
+        (37, 52, 28),
+        (131, 20, 136),
+    ] {
         let x = rng.vec(rows * inp, 1.0);
         let w = rng.vec(outf * inp, 0.05);
         let b = rng.vec(outf, 0.1);
@@ -243,7 +252,13 @@ async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result
             gpu.upload_f32("b", &b)?,
             gpu.upload_f32("dy", &dy)?,
         );
-        let shape = format!("{rows}x{inp}->{outf}");
+        let scratch = gpu.storage("scratch", 4 * w.len() as u64)?;
+        let shape = LinearShape {
+            rows: rows as u32,
+            inp: inp as u32,
+            out: outf as u32,
+        };
+        let shape_tag = format!("{rows}x{inp}->{outf}");
         for q in [
             Quantizer::Absmean,
             Quantizer::Threshold {
@@ -263,30 +278,49 @@ async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result
                 let weff = blended(&w, &q, &stats, lambda);
                 let want_y = cm::linear_forward(&x, &weff, Some(&b), rows, inp, outf);
                 let want_dx = cm::linear_backward_input(&dy, &weff, rows, inp, outf);
-                for v in GemmVariant::ALL {
+                for plan in gemm_plans() {
+                    // The scratch path is the same product after one elementwise pass: checked
+                    // with the adapter's variant only.
+                    if plan.blend == BlendPath::Scratch && plan.variant != gpu.gemm_plan().variant {
+                        continue;
+                    }
                     let blend = Some((q, lambda));
                     let y = gpu.storage("y", 4 * (rows * outf) as u64)?;
                     let dx = gpu.storage("dx", 4 * (rows * inp) as u64)?;
-                    let fwd = GemmSpec {
-                        m: rows as u32,
-                        n: outf as u32,
-                        k: inp as u32,
+                    let dx_spec = GemmSpec {
+                        m: shape.rows,
+                        n: shape.inp,
+                        k: shape.out,
+                        blend,
+                        ..Default::default()
+                    };
+                    let (y_sb, dx_sb) = (Some(&sb.stats), Some(&scratch));
+                    let mut ops = gpu.linear_forward(
+                        plan,
+                        shape,
+                        blend,
+                        &xb,
+                        &wb,
+                        Some(&bb),
+                        y_sb,
+                        dx_sb,
+                        &y,
+                    );
+                    ops.extend(
+                        gpu.blended_gemm_ops(plan, &dx_spec, &dyb, &wb, None, y_sb, dx_sb, &dx),
+                    );
+                    gpu.submit(&ops);
+                    let fwd_kernel = plan.variant.kernel(&GemmSpec {
                         trans_b: true,
-                        blend,
-                        ..Default::default()
-                    };
-                    let bwd = GemmSpec {
-                        m: rows as u32,
-                        n: inp as u32,
-                        k: outf as u32,
-                        blend,
-                        ..Default::default()
-                    };
-                    gpu.submit(&[
-                        gpu.gemm_op(v, &fwd, &xb, &wb, Some(&bb), Some(&sb.stats), &y),
-                        gpu.gemm_op(v, &bwd, &dyb, &wb, None, Some(&sb.stats), &dx),
-                    ]);
-                    let tag = format!("{v:?} {} λ={lambda} {shape}", q.name()).to_lowercase();
+                        ..dx_spec
+                    });
+                    let tag = format!(
+                        "{} {:?} {} λ={lambda} {shape_tag}",
+                        fwd_kernel.0,
+                        plan.blend,
+                        q.name()
+                    )
+                    .to_lowercase();
                     out.push(Check::compare(
                         format!("matmul forward {tag}"),
                         &gpu.read_f32("y", &y, rows * outf).await?,
@@ -324,7 +358,7 @@ async fn matmul_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result
                 gpu.gemm_op(v, &spec, &dyb, &xb, None, None, &dw),
                 gpu.bias_grad_op(rows as u32, outf as u32, &dyb, &db),
             ]);
-            let tag = format!("{v:?} {shape}").to_lowercase();
+            let tag = format!("{} {shape_tag}", v.kernel(&spec).0);
             out.push(Check::compare(
                 format!("matmul backward_weight {tag}"),
                 &gpu.read_f32("dw", &dw, outf * inp).await?,
@@ -798,4 +832,17 @@ pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
         out.push(Check::failed("loss, attention, optimizer", e.to_string()));
     }
     out
+}
+
+/// Every variant with the blend fused, and every variant through a scratch buffer.
+fn gemm_plans() -> impl Iterator<Item = GemmPlan> {
+    [BlendPath::Fused, BlendPath::Scratch]
+        .into_iter()
+        .flat_map(|blend| {
+            GemmVariant::ALL.into_iter().map(move |variant| GemmPlan {
+                variant,
+                blend,
+                measured: false,
+            })
+        })
 }

@@ -72,12 +72,13 @@ fn lambda_one_weight_gradient_is_the_full_straight_through_gradient() {
         db: None,
     };
     ops.extend(gpu.linear_backward(
-        gpu.preferred_gemm(),
+        gpu.gemm_plan(),
         shape,
         Some((Quantizer::Absmean, 1.0)),
         &xb,
         &wb,
         Some(&stats.stats),
+        None,
         &dyb,
         grads,
     ));
