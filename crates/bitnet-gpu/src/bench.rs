@@ -4,11 +4,16 @@
 
 use std::time::Instant;
 
-use bitnet_core::cpu::{matmul as cm, norm as cn};
+use bitnet_core::cpu::attention::{AttnShape, attention_backward, attention_forward};
+use bitnet_core::cpu::optim::AdamW;
+use bitnet_core::cpu::{
+    embedding as ce, matmul as cm, norm as cn, rope as cr, swiglu as cs, xent as cx,
+};
 use bitnet_core::quant::{QuantStats, Quantizer};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
+use crate::kernels::AdamStep;
 use crate::matmul::{BlendPath, GemmPlan, GemmSpec, GemmVariant};
 use crate::ops::Op;
 use crate::selftest::{Check, Rng};
@@ -226,10 +231,330 @@ pub async fn bench_kernels(gpu: &Gpu, size: usize, reps: usize) -> Result<BenchR
         )
         .await?,
     );
+    layer_benches(gpu, size, reps, &mut rng, &mut results).await?;
     Ok(BenchReport {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
         plan,
         results,
     })
+}
+
+/// The other kernels of a training step at sizes derived from `size`: elementwise and row kernels
+/// over size×size values, attention over a sequence of size/2 tokens (8 query and 2 KV heads of
+/// 64), cross-entropy over a 32000-token vocabulary.
+async fn layer_benches(
+    gpu: &Gpu,
+    size: usize,
+    reps: usize,
+    rng: &mut Rng,
+    results: &mut Vec<BenchResult>,
+) -> Result<(), GpuError> {
+    let (rows, c) = (size, size);
+    let n = rows * c;
+    let tag = format!("{rows}x{c}");
+    let (x, dy) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+    let g: Vec<f32> = rng.vec(c, 0.1).iter().map(|v| 1.0 + v).collect();
+    let (xb, dyb, gb) = (
+        gpu.upload_f32("x", &x)?,
+        gpu.upload_f32("dy", &dy)?,
+        gpu.upload_f32("g", &g)?,
+    );
+    let (yb, y2b) = (
+        gpu.storage("y", 4 * n as u64)?,
+        gpu.storage("y2", 4 * n as u64)?,
+    );
+
+    // RMSNorm backward (rstd from the forward).
+    let (_, rstd) = cn::rmsnorm_forward(&x, &g, 1e-5, c);
+    let rb = gpu.upload_f32("rstd", &rstd)?;
+    let dgb = gpu.storage("dg", 4 * c as u64)?;
+    let (want_dx, _) = cn::rmsnorm_backward(&x, &g, &rstd, &dy, c);
+    let ops = gpu.rmsnorm_backward(rows as u32, c as u32, &xb, &gb, &dyb, &rb, &yb, &dgb);
+    let bytes = Rate::Bytes(12.0 * n as f64);
+    let r = bench_one(
+        gpu,
+        "rmsnorm backward".into(),
+        tag.clone(),
+        &ops,
+        reps,
+        bytes,
+        async || {
+            let got = gpu.read_f32("dx", &yb, n).await?;
+            Ok(Check::compare(
+                "rmsnorm backward",
+                &got,
+                &want_dx,
+                1e-5,
+                1e-4,
+            ))
+        },
+    );
+    results.push(r.await?);
+
+    // SwiGLU forward and backward (x as the gate, dy as the up projection).
+    let want_h = cs::swiglu_forward(&x, &dy);
+    let ops = [gpu.swiglu_forward(n as u32, &xb, &dyb, &yb)];
+    let r = bench_one(
+        gpu,
+        "swiglu forward".into(),
+        tag.clone(),
+        &ops,
+        reps,
+        Rate::Bytes(12.0 * n as f64),
+        async || {
+            let got = gpu.read_f32("h", &yb, n).await?;
+            Ok(Check::compare("swiglu forward", &got, &want_h, 1e-5, 1e-4))
+        },
+    );
+    results.push(r.await?);
+    let (want_da, _) = cs::swiglu_backward(&x, &dy, &x);
+    let ops = [gpu.swiglu_backward(n as u32, &xb, &dyb, &xb, &yb, &y2b)];
+    let r = bench_one(
+        gpu,
+        "swiglu backward".into(),
+        tag.clone(),
+        &ops,
+        reps,
+        Rate::Bytes(20.0 * n as f64),
+        async || {
+            let got = gpu.read_f32("dgate", &yb, n).await?;
+            Ok(Check::compare(
+                "swiglu backward",
+                &got,
+                &want_da,
+                1e-5,
+                1e-4,
+            ))
+        },
+    );
+    results.push(r.await?);
+
+    // RoPE over heads of 64.
+    let (t, h, d) = (rows, c / 64, 64);
+    if h > 0 {
+        let len = t * h * d;
+        let (cos, sin) = cr::rope_tables(t, d, 10000.0);
+        let (cb, sb) = (gpu.upload_f32("cos", &cos)?, gpu.upload_f32("sin", &sin)?);
+        let want = cr::rope(&x[..len], &cos, &sin, 1, t, h, d, 0, false);
+        let ops = [gpu.rope(
+            false,
+            [1, t as u32, h as u32, d as u32],
+            0,
+            &xb,
+            &cb,
+            &sb,
+            &yb,
+        )];
+        let shape = format!("{t}x{h}x{d}");
+        let r = bench_one(
+            gpu,
+            "rope forward".into(),
+            shape,
+            &ops,
+            reps,
+            Rate::Bytes(8.0 * len as f64),
+            async || {
+                let got = gpu.read_f32("rope", &yb, len).await?;
+                Ok(Check::compare("rope forward", &got, &want, 1e-6, 1e-5))
+            },
+        );
+        results.push(r.await?);
+    }
+
+    // Embedding gather of `rows` tokens from a table of 4·size rows.
+    let vocab = 4 * size;
+    let table = rng.vec(vocab * c, 1.0);
+    let ids: Vec<u32> = (0..rows)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
+        .collect();
+    let (tb, ib) = (
+        gpu.upload_f32("table", &table)?,
+        gpu.upload("ids", bytemuck::cast_slice(&ids))?,
+    );
+    let want = ce::embedding_forward(&table, &ids, c);
+    let ops = [gpu.embedding_forward(rows as u32, c as u32, vocab as u32, &tb, &ib, &yb)];
+    let r = bench_one(
+        gpu,
+        "embedding forward".into(),
+        format!("{vocab}x{c} tokens {rows}"),
+        &ops,
+        reps,
+        Rate::Bytes(8.0 * n as f64),
+        async || {
+            let got = gpu.read_f32("y", &yb, n).await?;
+            Ok(Check::compare("embedding forward", &got, &want, 0.0, 0.0))
+        },
+    );
+    results.push(r.await?);
+
+    // Cross-entropy over a 32000-token vocabulary.
+    let (xr, xv) = ((size / 16).max(1), 32_000usize);
+    let logits = rng.vec(xr * xv, 3.0);
+    let targets: Vec<i32> = (0..xr)
+        .map(|_| (rng.next_u64() % xv as u64) as i32)
+        .collect();
+    let (want_loss, want_lse) = cx::xent_forward(&logits, &targets, xv);
+    let want_d = cx::xent_backward(&logits, &targets, &want_lse, xv);
+    let (lb, tgb) = (
+        gpu.upload_f32("logits", &logits)?,
+        gpu.upload("targets", bytemuck::cast_slice(&targets))?,
+    );
+    let (lseb, lossb, dlb) = (
+        gpu.storage("lse", 4 * xr as u64)?,
+        gpu.storage("loss", 4 * xr as u64)?,
+        gpu.storage("dlogits", 4 * (xr * xv) as u64)?,
+    );
+    let (r32, v32) = (xr as u32, xv as u32);
+    let shape = format!("{xr}x{xv}");
+    let ops = [gpu.xent_forward(r32, v32, r32, &lb, &tgb, &lseb, &lossb)];
+    let r = bench_one(
+        gpu,
+        "xent forward".into(),
+        shape.clone(),
+        &ops,
+        reps,
+        Rate::Bytes(4.0 * (xr * xv) as f64),
+        async || {
+            let loss: f32 = gpu.read_f32("loss", &lossb, xr).await?.iter().sum();
+            Ok(Check::compare(
+                "xent forward",
+                &[loss],
+                &[want_loss],
+                1e-5,
+                1e-5,
+            ))
+        },
+    );
+    results.push(r.await?);
+    let ops = [gpu.xent_backward(r32, v32, r32, &lb, &tgb, &lseb, &dlb)];
+    let r = bench_one(
+        gpu,
+        "xent backward".into(),
+        shape,
+        &ops,
+        reps,
+        Rate::Bytes(8.0 * (xr * xv) as f64),
+        async || {
+            let got = gpu.read_f32("dlogits", &dlb, xr * xv).await?;
+            Ok(Check::compare("xent backward", &got, &want_d, 1e-7, 1e-4))
+        },
+    );
+    results.push(r.await?);
+
+    // Causal grouped-query attention.
+    let s = AttnShape {
+        b: 1,
+        t: (size / 2).max(1),
+        hq: 8,
+        hkv: 2,
+        d: 64,
+    };
+    let (nq, nk) = (s.t * s.hq * s.d, s.t * s.hkv * s.d);
+    let (q, k, v, dout) = (
+        rng.vec(nq, 1.0),
+        rng.vec(nk, 1.0),
+        rng.vec(nk, 1.0),
+        rng.vec(nq, 1.0),
+    );
+    let (want_o, want_lse) = attention_forward(&s, &q, &k, &v);
+    let (want_dq, _, _) = attention_backward(&s, &q, &k, &v, &want_o, &want_lse, &dout);
+    let (qb, kb, vb, db) = (
+        gpu.upload_f32("q", &q)?,
+        gpu.upload_f32("k", &k)?,
+        gpu.upload_f32("v", &v)?,
+        gpu.upload_f32("dout", &dout)?,
+    );
+    let (ob, sb, dqb, dkvb) = (
+        gpu.storage("o", 4 * nq as u64)?,
+        gpu.storage("stats", 8 * (s.hq * s.t) as u64)?,
+        gpu.storage("dq", 4 * nq as u64)?,
+        gpu.storage("dkv", 8 * nk as u64)?,
+    );
+    let shape = [1, s.t as u32, s.hq as u32, s.hkv as u32, s.d as u32];
+    let tag = format!("t{} hq{} hkv{} d{}", s.t, s.hq, s.hkv, s.d);
+    // Causal: half of the T×T scores; QKᵀ and PV are 2·d flops per score each.
+    let fwd_flops = 2.0 * (s.t * s.t * s.d * s.hq) as f64;
+    let ops = [gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?];
+    let r = bench_one(
+        gpu,
+        "attention forward".into(),
+        tag.clone(),
+        &ops,
+        reps,
+        Rate::Flops(fwd_flops),
+        async || {
+            let got = gpu.read_f32("o", &ob, nq).await?;
+            Ok(Check::compare(
+                "attention forward",
+                &got,
+                &want_o,
+                1e-5,
+                1e-4,
+            ))
+        },
+    );
+    results.push(r.await?);
+    // The backward recomputes the scores and makes dV, dP, dQ and dK: 2.5× the forward's work.
+    let ops = gpu.attention_backward(shape, &qb, &kb, &vb, &ob, &sb, &db, &dqb, &dkvb)?;
+    let r = bench_one(
+        gpu,
+        "attention backward".into(),
+        tag,
+        &ops,
+        reps,
+        Rate::Flops(2.5 * fwd_flops),
+        async || {
+            let got = gpu.read_f32("dq", &dqb, nq).await?;
+            Ok(Check::compare(
+                "attention backward",
+                &got,
+                &want_dq,
+                1e-5,
+                1e-3,
+            ))
+        },
+    );
+    results.push(r.await?);
+
+    // AdamW over size×size parameters (x as gradients, no clipping).
+    let (_, norm) = gpu.norm_buffers(1)?;
+    let opt = AdamW {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let p0 = rng.vec(n, 1.0);
+    let (pb, mb, vb) = (
+        gpu.upload_f32("p", &p0)?,
+        gpu.storage("m", 4 * n as u64)?,
+        gpu.storage("v", 4 * n as u64)?,
+    );
+    let (mut p, mut m, mut vv) = (p0, vec![0f32; n], vec![0f32; n]);
+    opt.step(&mut p, &x, &mut m, &mut vv, 1, 1.0);
+    let step = AdamStep {
+        lr: opt.lr,
+        beta1: opt.beta1,
+        beta2: opt.beta2,
+        eps: opt.eps,
+        weight_decay: opt.weight_decay,
+        step: 1,
+    };
+    let ops = [gpu.adamw(n as u32, &step, 1, false, &xb, &pb, &mb, &vb, &norm)];
+    let r = bench_one(
+        gpu,
+        "adamw".into(),
+        format!("{n}"),
+        &ops,
+        reps,
+        Rate::Bytes(28.0 * n as f64),
+        async || {
+            let got = gpu.read_f32("p", &pb, n).await?;
+            Ok(Check::compare("adamw", &got, &p, 1e-6, 1e-5))
+        },
+    );
+    results.push(r.await?);
+    Ok(())
 }
