@@ -4,7 +4,7 @@
 
 mod files;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bitnet_core::model::Model;
@@ -103,13 +103,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// matmul (every variant, plain and λ-blended) and RMSNorm at SIZE×SIZE(×SIZE).
+    /// Every kernel and variant on this adapter, each validated before it is timed: matmul at
+    /// SIZE³ (plain, λ-blend fused and through a scratch buffer), the other kernels at sizes
+    /// derived from SIZE.
     Kernels {
         #[arg(long, default_value_t = 1024)]
         size: usize,
         /// Timed repetitions (the median is reported).
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -150,8 +155,8 @@ fn main() -> ExitCode {
         Command::Unpack { file, out } => unpack(&file, &out, cli.json),
         Command::Selftest => selftest(cli.json),
         Command::Bench {
-            what: BenchWhat::Kernels { size, reps },
-        } => bench_kernels(size, reps, cli.json),
+            what: BenchWhat::Kernels { size, reps, out },
+        } => bench_kernels(size, reps, out.as_deref(), cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -457,13 +462,17 @@ fn selftest(json: bool) -> CliResult {
     Ok(())
 }
 
-fn bench_kernels(size: usize, reps: usize, json: bool) -> CliResult {
+fn bench_kernels(size: usize, reps: usize, out: Option<&Path>, json: bool) -> CliResult {
     if size == 0 || reps == 0 {
         return Err("--size and --reps must be positive".into());
     }
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let report = pollster::block_on(bitnet_gpu::bench::bench_kernels(&gpu, size, reps))
         .map_err(|e| e.to_string())?;
+    if let Some(path) = out {
+        let s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if json {
         return print_json(&report);
     }

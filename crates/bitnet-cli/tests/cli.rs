@@ -306,9 +306,13 @@ fn selftest_passes_every_kernel_on_this_adapter() {
 
 #[test]
 fn bench_validates_before_timing() {
-    let v = json(&["bench", "kernels", "--size", "64", "--reps", "1", "--json"]);
+    let dir = tmp("bench");
+    let out = dir.join("kernels.json");
+    let out_arg = out.to_str().unwrap();
+    let v = json(&[
+        "bench", "kernels", "--size", "64", "--reps", "1", "--out", out_arg, "--json",
+    ]);
     let results = v["results"].as_array().unwrap();
-    assert!(results.len() >= 13, "{v:#}");
     assert!(
         results
             .iter()
@@ -316,4 +320,30 @@ fn bench_validates_before_timing() {
         "{v:#}"
     );
     assert!(!v["adapter"].as_str().unwrap().is_empty());
+    // Every kernel family, and every matmul variant with the blend fused and through scratch.
+    for kernel in [
+        "matmul gemm_naive x·Wᵀ",
+        "matmul gemm_tiled λ-fused x·Wᵀ",
+        "matmul gemm_tiled λ-scratch x·W(K,N)",
+        "matmul gemm_reg λ-fused x·Wᵀ",
+        "matmul gemm_reg λ-scratch x·Wᵀ",
+        "rmsnorm backward",
+        "swiglu backward",
+        "rope forward",
+        "embedding forward",
+        "xent backward",
+        "attention forward",
+        "attention backward",
+        "adamw",
+    ] {
+        assert!(
+            results.iter().any(|r| r["kernel"] == kernel),
+            "no {kernel} in {v:#}"
+        );
+    }
+    // The plan was measured, and --out holds the same report.
+    assert_eq!(v["plan"]["measured"], true, "{v:#}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(written["results"].as_array().unwrap().len(), results.len());
 }

@@ -475,7 +475,7 @@ async fn layer_benches(
     let tag = format!("t{} hq{} hkv{} d{}", s.t, s.hq, s.hkv, s.d);
     // Causal: half of the T×T scores; QKᵀ and PV are 2·d flops per score each.
     let fwd_flops = 2.0 * (s.t * s.t * s.d * s.hq) as f64;
-    let ops = [gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?];
+    let ops = gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?;
     let r = bench_one(
         gpu,
         "attention forward".into(),

@@ -110,6 +110,9 @@ pub const ELEMENTWISE: ShaderFamily = ShaderFamily {
 
 /// Largest head dimension the attention kernel keeps in registers.
 pub const MAX_HEAD_DIM: u32 = 256;
+/// Keys (or, for dk/dv, queries × group heads) per attention dispatch: with D/4 ≤ 64 vec4 steps per
+/// key, no invocation comes near lavapipe's 65535 loop iterations (see attention.wgsl).
+pub const ATTENTION_CHUNK: u32 = 256;
 
 fn u4(a: u32, b: u32, c: u32, d: u32) -> [u32; 4] {
     [a, b, c, d]
@@ -303,21 +306,46 @@ impl Gpu {
         )
     }
 
-    fn attention_params(&self, shape: [u32; 5]) -> Result<wgpu::Buffer, GpuError> {
+    /// The chunked passes of one attention kernel: `entry` once per chunk of `chunk` rows of the
+    /// streamed dimension (keys or queries), over `rows` invocations.
+    fn attention_chunks(
+        &self,
+        shape: [u32; 5],
+        entry: &'static str,
+        chunk: u32,
+        rows: u64,
+        bufs: &[&wgpu::Buffer; 8],
+    ) -> Result<Vec<Op>, GpuError> {
         let [b, t, hq, hkv, d] = shape;
-        if d > MAX_HEAD_DIM || hkv == 0 || hq % hkv != 0 {
+        if d == 0 || d % 4 != 0 || d > MAX_HEAD_DIM || hkv == 0 || hq % hkv != 0 {
             return Err(GpuError::Device {
                 what: "attention".into(),
                 message: format!(
-                    "head dim {d} (max {MAX_HEAD_DIM}) and {hkv} kv heads dividing {hq} query heads are required"
+                    "a head dimension that is a multiple of 4 up to {MAX_HEAD_DIM} (got {d}) and kv heads dividing the query heads ({hkv} kv, {hq} query) are required"
                 ),
             });
         }
         let scale = 1.0 / (d as f32).sqrt();
-        Ok(self.params("attention", &[b, t, hq, hkv, d, scale.to_bits(), 0, 0]))
+        let groups = self.groups_for(rows, 64);
+        let constants = [("D", d as f64)];
+        let mut ops = Vec::new();
+        let mut begin = 0;
+        while begin < t.max(1) {
+            let end = (begin + chunk).min(t);
+            let u = self.params(
+                "attention",
+                &[b, t, hq, hkv, scale.to_bits(), begin, end, 0],
+            );
+            let mut all: Vec<&wgpu::Buffer> = vec![&u];
+            all.extend_from_slice(bufs);
+            ops.push(self.op_with(&ATTENTION, entry, &constants, &all, groups));
+            begin = end;
+        }
+        Ok(ops)
     }
 
-    /// out and stats (lse) of causal attention; shape = [b, t, hq, hkv, d].
+    /// out and stats (lse) of causal attention; shape = [b, t, hq, hkv, d]. Streams over keys in
+    /// chunks of [`ATTENTION_CHUNK`], one dispatch each, then normalises.
     pub fn attention_forward(
         &self,
         shape: [u32; 5],
@@ -326,29 +354,20 @@ impl Gpu {
         v: &wgpu::Buffer,
         out: &wgpu::Buffer,
         stats: &wgpu::Buffer,
-    ) -> Result<Op, GpuError> {
-        let u = self.attention_params(shape)?;
+    ) -> Result<Vec<Op>, GpuError> {
         let [b, t, hq, ..] = shape;
-        let groups = self.groups_for(b as u64 * hq as u64 * t as u64, 64);
-        Ok(self.op(
-            &ATTENTION,
-            "forward",
-            &[
-                &u,
-                q,
-                k,
-                v,
-                out,
-                stats,
-                &self.dummy,
-                &self.dummy_rw[0],
-                &self.dummy_rw[1],
-            ],
-            groups,
-        ))
+        let rows = b as u64 * hq as u64 * t as u64;
+        let (r, w) = (&self.dummy, &self.dummy_rw);
+        let bufs = [q, k, v, out, stats, r, &w[0], &w[1]];
+        let mut ops = self.attention_chunks(shape, "forward", ATTENTION_CHUNK, rows, &bufs)?;
+        // One pass over all rows: the whole sequence as a single chunk.
+        let finish = self.attention_chunks(shape, "forward_finish", t.max(1), rows, &bufs)?;
+        ops.extend(finish);
+        Ok(ops)
     }
 
-    /// dq, and dkv (dk then dv), from dout; needs forward's out and stats.
+    /// dq, and dkv (dk then dv), from dout; needs forward's out and stats. dq streams over keys,
+    /// dk and dv over queries, in chunks (the latter divided among the group's query heads).
     pub fn attention_backward(
         &self,
         shape: [u32; 5],
@@ -360,24 +379,16 @@ impl Gpu {
         dout: &wgpu::Buffer,
         dq: &wgpu::Buffer,
         dkv: &wgpu::Buffer,
-    ) -> Result<[Op; 2], GpuError> {
-        let u = self.attention_params(shape)?;
+    ) -> Result<Vec<Op>, GpuError> {
         let [b, t, hq, hkv, _] = shape;
-        let bufs = [&u, q, k, v, out, stats, dout, dq, dkv];
-        Ok([
-            self.op(
-                &ATTENTION,
-                "backward_q",
-                &bufs,
-                self.groups_for(b as u64 * hq as u64 * t as u64, 64),
-            ),
-            self.op(
-                &ATTENTION,
-                "backward_kv",
-                &bufs,
-                self.groups_for(b as u64 * hkv as u64 * t as u64, 64),
-            ),
-        ])
+        let bufs = [q, k, v, out, stats, dout, dq, dkv];
+        let q_rows = b as u64 * hq as u64 * t as u64;
+        let kv_rows = b as u64 * hkv as u64 * t as u64;
+        let group = (hq / hkv.max(1)).max(1);
+        let mut ops = self.attention_chunks(shape, "backward_q", ATTENTION_CHUNK, q_rows, &bufs)?;
+        let kv_chunk = (ATTENTION_CHUNK / group).max(1);
+        ops.extend(self.attention_chunks(shape, "backward_kv", kv_chunk, kv_rows, &bufs)?);
+        Ok(ops)
     }
 
     /// c = a + b over n values.

@@ -672,6 +672,21 @@ async fn loss_attention_optim_checks(
             hkv: 2,
             d: 64,
         },
+        // Long enough that one pass over the keys would outrun lavapipe's loop limit.
+        AttnShape {
+            b: 1,
+            t: 600,
+            hq: 4,
+            hkv: 2,
+            d: 64,
+        },
+        AttnShape {
+            b: 1,
+            t: 2048,
+            hq: 1,
+            hkv: 1,
+            d: 16,
+        },
     ] {
         let (nq, nk) = (s.b * s.t * s.hq * s.d, s.b * s.t * s.hkv * s.d);
         let (q, k, v, dout) = (
@@ -702,7 +717,7 @@ async fn loss_attention_optim_checks(
             s.hkv as u32,
             s.d as u32,
         ];
-        let mut ops = vec![gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?];
+        let mut ops = gpu.attention_forward(shape, &qb, &kb, &vb, &ob, &sb)?;
         ops.extend(gpu.attention_backward(shape, &qb, &kb, &vb, &ob, &sb, &db, &dqb, &dkvb)?);
         gpu.submit(&ops);
         let tag = format!("b{} t{} hq{} hkv{} d{}", s.b, s.t, s.hq, s.hkv, s.d);

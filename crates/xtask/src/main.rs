@@ -1,9 +1,12 @@
-//! `cargo xtask setup|test|serve` — the only build glue of bitnet-studio (std only, no dependencies).
+//! `cargo xtask setup|test|serve|bench` — the only build glue of bitnet-studio (std only, no
+//! dependencies).
 //!
 //! - setup: installs what the build and the tests need, pinned (DESIGN.md §5), skipping what is there.
 //! - test: setup, fmt, clippy, native tests (GPU tests on lavapipe), the release wasm build through
 //!   trunk, the browser tests in headless Chromium on WebGPU, and the app's end-to-end test.
 //! - serve: builds the web app and serves it on 127.0.0.1:8080.
+//! - bench: the release `bitnet bench kernels` on this machine's adapter; the JSON report is also
+//!   written to target/bench/kernels.json.
 
 mod serve;
 mod setup;
@@ -21,9 +24,10 @@ fn main() -> ExitCode {
         Some("setup") => setup::setup(&root, setup::Scope::All),
         Some("test") => test(&root),
         Some("serve") => serve_app(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup   install the pinned tools and packages the build and tests need\n  test    run every check and test (what CI runs)\n  serve   build the web app and serve it on http://127.0.0.1:8080 (--port N)"
+                "usage: cargo xtask <command>\n\n  setup   install the pinned tools and packages the build and tests need\n  test    run every check and test (what CI runs)\n  serve   build the web app and serve it on http://127.0.0.1:8080 (--port N)\n  bench   time every kernel on this machine's adapter (release build; --size N --reps N)"
             );
             return ExitCode::from(2);
         }
@@ -38,6 +42,31 @@ fn main() -> ExitCode {
 }
 
 pub type XResult = Result<(), String>;
+
+/// `bitnet bench kernels` from a release build: the table on the terminal, the JSON report in
+/// target/bench/kernels.json. Extra arguments (--size, --reps) pass through.
+fn bench(root: &Path, args: &[String]) -> XResult {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("kernels.json");
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "bitnet-cli",
+            "--",
+            "bench",
+            "kernels",
+        ])
+        .args(args)
+        .arg("--out")
+        .arg(&file)
+        .current_dir(root))?;
+    eprintln!("xtask: JSON report written to {}", file.display());
+    Ok(())
+}
 
 fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
