@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod embedding;
 pub mod matmul;
+pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod rope;

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""The training oracle: logits, loss and every parameter's gradient of each fixture model on a fixed
+token batch, computed by PyTorch/transformers in float64, with every linear projection a BitLinear
+(DESIGN.md §2: W_eff = W + λ·(Q(W) − W), straight-through, so dL/dW = dL/dW_eff).
+
+Run by hand (never in CI), from the repository root, after tools/make_fixtures.py:
+    python3 -m venv /tmp/fx && /tmp/fx/bin/pip install torch transformers tokenizers safetensors
+    /tmp/fx/bin/python tools/make_oracle.py
+
+Writes:
+  tests/fixtures/oracle/tokens.json                  the batch: a list of equal-length token-id lists
+                                                     (the format of `bitnet grads --tokens`)
+  tests/fixtures/oracle/{model}/{variant}.safetensors  F32 tensors:
+      logits (B, T, V); loss (1,); grad.{Hugging Face parameter name} for every trainable parameter
+  tests/fixtures/oracle/oracle.json                  per model and variant: λ, quantizer, options, loss
+for model in llama, qwen2 (tied embeddings, q/k/v biases), mistral, and the variants
+  lambda0                   λ = 0: the model as it is
+  absmean-l0.5, absmean-l1  absmean codes, γ = max(mean|W|, 1e-5)
+  threshold-l1              threshold codes, Δ = 0.7·mean|W|, scale = mean|W| over the non-zero codes
+  absmean-l0.5-postnorm     with the post-attention RMSNorm (eps 1e-6, gain 1, trained) after every
+                            o_proj, before the residual add; its gain is model.layers.{i}.post_attn_norm.weight
+The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:] over every position
+(loss mask `all`). Embeddings, norms, biases and lm_head stay full precision.
+"""
+import json
+import os
+import shutil
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+OUT = os.path.join(ROOT, "oracle")
+MODELS = ["llama", "qwen2", "mistral"]
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+VARIANTS = {
+    "lambda0": dict(lam=0.0, quantizer="absmean", postnorm=False),
+    "absmean-l0.5": dict(lam=0.5, quantizer="absmean", postnorm=False),
+    "absmean-l1": dict(lam=1.0, quantizer="absmean", postnorm=False),
+    "threshold-l1": dict(lam=1.0, quantizer="threshold", postnorm=False),
+    "absmean-l0.5-postnorm": dict(lam=0.5, quantizer="absmean", postnorm=True),
+}
+TEXTS = [
+    "Instruction: Write a haiku about the sea.\nResponse: Waves fold into foam",
+    "Instruction: Solve this math problem: what is 12 times 7?\nResponse: 84",
+]
+SEQ = 12
+
+
+def ternary(w, quantizer):
+    """Q(W) = scale·q, DESIGN.md §2."""
+    a = w.abs()
+    if quantizer == "absmean":
+        gamma = torch.clamp(a.mean(), min=1e-5)
+        return gamma * torch.clamp(torch.round(w / gamma), -1, 1)
+    delta = 0.7 * a.mean()
+    keep = a > delta
+    q = torch.sign(w) * keep
+    scale = a[keep].mean() if keep.any() else torch.zeros((), dtype=w.dtype)
+    return scale * q
+
+
+def bitlinear(module, lam, quantizer):
+    """Replaces module.forward by the λ-blended product with a straight-through estimator."""
+
+    def forward(x):
+        w = module.weight
+        w_eff = w + lam * (ternary(w, quantizer) - w).detach()
+        return F.linear(x, w_eff, module.bias)
+
+    module.forward = forward
+
+
+class RMSNorm(torch.nn.Module):
+    def __init__(self, size, eps):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(size, dtype=torch.float64))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def load(name, variant):
+    path = os.path.join(ROOT, name)
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").double()
+    model.train()  # no dropout in these configs; gradients on
+    for mname, module in model.named_modules():
+        if mname.split(".")[-1] in PROJECTIONS:
+            bitlinear(module, variant["lam"], variant["quantizer"])
+    if variant["postnorm"]:
+        for layer in model.model.layers:
+            layer.post_attn_norm = RMSNorm(model.config.hidden_size, 1e-6)
+            norm = layer.post_attn_norm
+            layer.self_attn.o_proj.register_forward_hook(lambda m, inp, out, norm=norm: norm(out))
+    return model
+
+
+def main():
+    torch.manual_seed(0)
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "tokenizer"))
+    batch = [tok(t)["input_ids"][:SEQ] for t in TEXTS]
+    assert all(len(b) == SEQ for b in batch), batch
+    with open(os.path.join(OUT, "tokens.json"), "w") as f:
+        json.dump(batch, f)
+    ids = torch.tensor(batch)
+    summary = {"torch": torch.__version__, "tokens": batch, "models": {}}
+    for name in MODELS:
+        os.makedirs(os.path.join(OUT, name))
+        summary["models"][name] = {}
+        for vname, variant in VARIANTS.items():
+            model = load(name, variant)
+            logits = model(input_ids=ids).logits
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+            loss.backward()
+            tensors = {"logits": logits.detach().float().contiguous(),
+                       "loss": loss.detach().float().reshape(1)}
+            for pname, p in model.named_parameters():
+                assert p.grad is not None, pname
+                tensors["grad." + pname] = p.grad.float().contiguous()
+            save_file(tensors, os.path.join(OUT, name, vname + ".safetensors"))
+            summary["models"][name][vname] = dict(variant, loss=loss.item(),
+                                                  grads=sum(1 for k in tensors if k.startswith("grad.")))
+            print(f"{name:8} {vname:22} loss {loss.item():.6f}")
+    with open(os.path.join(OUT, "oracle.json"), "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
+    print(f"oracle written to {OUT}: {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
