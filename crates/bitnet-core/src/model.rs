@@ -148,6 +148,15 @@ impl Model {
         decode_f32(&self.shards[loc.shard].file, &loc.info, &bytes)
     }
 
+    /// Every parameter as f32, by Hugging Face name.
+    pub async fn all_f32<F: ModelFiles>(&self, files: &F) -> Result<BTreeMap<String, Vec<f32>>> {
+        let mut out = BTreeMap::new();
+        for loc in &self.tensors {
+            out.insert(loc.spec.name.clone(), self.tensor_f32(files, loc).await?);
+        }
+        Ok(out)
+    }
+
     /// Total bytes of all weight files' data sections.
     pub fn weight_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.header.data_len).sum()

@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod kernels;
 pub mod matmul;
+pub mod model;
 pub mod ops;
 pub mod packer;
 pub mod pipelines;

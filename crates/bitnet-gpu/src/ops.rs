@@ -1,17 +1,30 @@
-//! An op is plain data: a cached pipeline, a bind group and a workgroup count. A sequence of ops is
-//! encoded into one compute pass and submitted at once (WebGPU orders dispatches within a pass and
-//! makes each one's storage writes visible to the next).
+//! An op is plain data: a dispatch (a cached pipeline, a bind group and a workgroup count), a
+//! buffer-to-buffer copy or a clear. A sequence of ops is encoded into one command buffer, runs of
+//! dispatches sharing a compute pass, and submitted at once (WebGPU orders the commands and makes
+//! each one's writes visible to the next).
 
 use std::rc::Rc;
 
 use crate::device::Gpu;
 use crate::pipelines::{Constants, ShaderFamily};
 
-pub struct Op {
-    pub label: &'static str,
-    pub pipeline: Rc<wgpu::ComputePipeline>,
-    pub bind_group: wgpu::BindGroup,
-    pub groups: [u32; 3],
+pub enum Op {
+    Dispatch {
+        label: &'static str,
+        pipeline: Rc<wgpu::ComputePipeline>,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    /// `bytes` from `src` at `src_offset` to `dst` at `dst_offset` (multiples of 4).
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    },
+    /// Zeroes a whole buffer.
+    Clear(wgpu::Buffer),
 }
 
 impl Gpu {
@@ -35,7 +48,7 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Op {
-        Op {
+        Op::Dispatch {
             label: entry,
             pipeline: self.pipeline(fam, entry, constants),
             bind_group: self.bind_group(fam, buffers),
@@ -43,21 +56,49 @@ impl Gpu {
         }
     }
 
-    /// Encodes `ops` in order into one compute pass and submits it.
+    /// Encodes `ops` in order into one command buffer and submits it.
     pub fn submit(&self, ops: &[Op]) {
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("ops"),
-                timestamp_writes: None,
-            });
-            for op in ops {
-                pass.set_pipeline(&op.pipeline);
-                pass.set_bind_group(0, &op.bind_group, &[]);
-                pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+        let mut rest = ops;
+        while let Some(first) = rest.first() {
+            match first {
+                Op::Dispatch { .. } => {
+                    let run = rest
+                        .iter()
+                        .take_while(|op| matches!(op, Op::Dispatch { .. }))
+                        .count();
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("ops"),
+                        timestamp_writes: None,
+                    });
+                    for op in &rest[..run] {
+                        if let Op::Dispatch {
+                            pipeline,
+                            bind_group,
+                            groups,
+                            ..
+                        } = op
+                        {
+                            pass.set_pipeline(pipeline);
+                            pass.set_bind_group(0, bind_group, &[]);
+                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        }
+                    }
+                    rest = &rest[run..];
+                    continue;
+                }
+                Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes),
+                Op::Clear(buf) => enc.clear_buffer(buf, 0, None),
             }
+            rest = &rest[1..];
         }
         self.queue.submit([enc.finish()]);
     }

@@ -1,0 +1,780 @@
+//! The model on the GPU: forward, loss and backward of a Llama/Qwen2/Mistral config assembled from
+//! the kernels, one buffer per parameter of the parameter table. The numerics are those of the CPU
+//! reference `bitnet_core::cpu::model` (BitLinear projections with λ-blend and straight-through
+//! gradients, tied embeddings, q/k/v biases, the optional post-attention RMSNorm), and both are
+//! checked against the PyTorch oracle in tests/fixtures/oracle.
+
+// Op builders take their buffers one by one, in binding order.
+#![allow(clippy::too_many_arguments)]
+
+use std::collections::BTreeMap;
+
+use bitnet_core::config::ModelConfig;
+use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name};
+use bitnet_core::cpu::rope::rope_tables;
+use bitnet_core::params::{Role, param_table};
+use bitnet_core::quant::Quantizer;
+
+use crate::device::Gpu;
+use crate::error::GpuError;
+use crate::matmul::{BlendPath, GemmPlan, LinearGrads, LinearShape};
+use crate::ops::Op;
+use crate::quantize::StatsBuffers;
+
+/// How a model is trained: which quantizer its projections blend toward, and the seed's options.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSetup {
+    pub quantizer: Quantizer,
+    pub post_attn_norm: bool,
+    pub quantize_lm_head: bool,
+}
+
+struct Param {
+    buf: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    numel: usize,
+    /// Quantizer statistics of a ternary weight, and the ops that recompute them from the weight.
+    stats: Option<(StatsBuffers, Vec<Op>)>,
+}
+
+pub struct GpuModel {
+    pub cfg: ModelConfig,
+    pub setup: ModelSetup,
+    /// Parameter names in table order (the post-attention norm gains after each layer's).
+    pub names: Vec<String>,
+    params: BTreeMap<String, Param>,
+    plan: GemmPlan,
+    /// The λ-blended weights of one projection at a time, when the plan blends through scratch.
+    scratch: Option<wgpu::Buffer>,
+}
+
+impl GpuModel {
+    /// Uploads `weights` (every tensor of the parameter table, f32, by name). The post-attention
+    /// norm gains start at 1 when the setup asks for them and `weights` has none.
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        weights: &BTreeMap<String, Vec<f32>>,
+        setup: ModelSetup,
+    ) -> Result<GpuModel, GpuError> {
+        let plan = gpu.gemm_plan();
+        let mut specs: Vec<(String, usize, bool)> = Vec::new();
+        for spec in param_table(cfg) {
+            let ternary = spec.is_ternary(setup.quantize_lm_head)
+                || (setup.quantize_lm_head
+                    && cfg.tie_word_embeddings
+                    && spec.role == Role::Embedding);
+            specs.push((spec.name.clone(), spec.numel(), ternary));
+            if setup.post_attn_norm && spec.name.ends_with("post_attention_layernorm.weight") {
+                let l = layer_of(&spec.name);
+                specs.push((post_attn_norm_name(l), cfg.hidden_size, false));
+            }
+        }
+        let mut params = BTreeMap::new();
+        let mut names = Vec::new();
+        let mut largest = 0;
+        for (name, numel, ternary) in specs {
+            let ones;
+            let values = match weights.get(&name) {
+                Some(v) => v.as_slice(),
+                None if name.ends_with("post_attn_norm.weight") => {
+                    ones = vec![1f32; numel];
+                    &ones
+                }
+                None => {
+                    return Err(GpuError::Device {
+                        what: "model".into(),
+                        message: format!("tensor {name} is missing"),
+                    });
+                }
+            };
+            if values.len() != numel {
+                return Err(GpuError::Device {
+                    what: "model".into(),
+                    message: format!(
+                        "tensor {name} has {} values, expected {numel}",
+                        values.len()
+                    ),
+                });
+            }
+            let buf = gpu.upload_f32(&name, values)?;
+            let grad = gpu.storage(&format!("grad {name}"), 4 * numel as u64)?;
+            let stats = if ternary {
+                largest = largest.max(numel);
+                Some(gpu.weight_stats(&buf, numel as u64, &setup.quantizer)?)
+            } else {
+                None
+            };
+            params.insert(
+                name.clone(),
+                Param {
+                    buf,
+                    grad,
+                    numel,
+                    stats,
+                },
+            );
+            names.push(name);
+        }
+        let scratch = match plan.blend {
+            BlendPath::Scratch if largest > 0 => {
+                Some(gpu.storage("blend scratch", 4 * largest as u64)?)
+            }
+            _ => None,
+        };
+        Ok(GpuModel {
+            cfg: cfg.clone(),
+            setup,
+            names,
+            params,
+            plan,
+            scratch,
+        })
+    }
+
+    fn param(&self, name: &str) -> &Param {
+        &self.params[name]
+    }
+
+    /// The parameter buffer of `name`.
+    pub fn buffer(&self, name: &str) -> Option<&wgpu::Buffer> {
+        self.params.get(name).map(|p| &p.buf)
+    }
+
+    /// The gradient buffer of `name` (accumulated by every backward pass until cleared).
+    pub fn grad(&self, name: &str) -> Option<&wgpu::Buffer> {
+        self.params.get(name).map(|p| &p.grad)
+    }
+
+    pub fn numel(&self, name: &str) -> usize {
+        self.params.get(name).map_or(0, |p| p.numel)
+    }
+
+    /// Ops that zero every gradient (the start of an optimizer step).
+    pub fn zero_grads(&self) -> Vec<Op> {
+        self.params
+            .values()
+            .map(|p| Op::Clear(p.grad.clone()))
+            .collect()
+    }
+
+    /// Ops of one forward and backward pass over `batch` at blend factor `lambda` (None: the
+    /// projections as they are). Gradients accumulate into the gradient buffers; the loss per row
+    /// (already divided by the number of trained positions) is in `batch.loss`.
+    pub fn forward_backward(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        lambda: Option<f32>,
+    ) -> Result<Vec<Op>, GpuError> {
+        let cfg = &self.cfg;
+        let (h, inter, vocab) = (
+            cfg.hidden_size as u32,
+            cfg.intermediate_size as u32,
+            cfg.vocab_size as u32,
+        );
+        let (hq, hkv, d) = (
+            cfg.num_attention_heads as u32,
+            cfg.num_key_value_heads as u32,
+            cfg.head_dim as u32,
+        );
+        let (b, t, n) = (batch.b, batch.t, batch.b * batch.t);
+        let eps = cfg.rms_norm_eps as f32;
+        let blend = lambda.map(|l| (self.setup.quantizer, l));
+        let scratch = self.scratch.as_ref();
+        let attn_shape = [b, t, hq, hkv, d];
+        let mut ops = Vec::new();
+        // The quantizer statistics of every ternary weight, from its current values.
+        for p in self.params.values() {
+            if let (Some((_, stat_ops)), Some(_)) = (&p.stats, lambda) {
+                ops.extend(stat_ops.iter().map(clone_op));
+            }
+        }
+        let w = |name: &str| &self.param(name).buf;
+        let stats = |name: &str| self.param(name).stats.as_ref().map(|s| &s.0.stats);
+        let bias = |name: &str, has: bool| has.then(|| w(&format!("{name}.bias")));
+        let linear = |ops: &mut Vec<Op>,
+                      name: &str,
+                      has_bias: bool,
+                      inp: u32,
+                      out: u32,
+                      x: &wgpu::Buffer,
+                      y: &wgpu::Buffer| {
+            let shape = LinearShape { rows: n, inp, out };
+            let wn = format!("{name}.weight");
+            ops.extend(gpu.linear_forward(
+                self.plan,
+                shape,
+                blend,
+                x,
+                w(&wn),
+                bias(name, has_bias),
+                stats(&wn),
+                scratch,
+                y,
+            ));
+        };
+
+        // Forward.
+        let a = &batch.acts;
+        ops.push(gpu.embedding_forward(
+            n,
+            h,
+            vocab,
+            w("model.embed_tokens.weight"),
+            &batch.ids,
+            &a.x[0],
+        ));
+        for (l, la) in a.layers.iter().enumerate() {
+            let pre = format!("model.layers.{l}");
+            let g_in = w(&format!("{pre}.input_layernorm.weight"));
+            ops.push(gpu.rmsnorm_forward(n, h, eps, &a.x[l], g_in, &la.rstd1, &la.n1));
+            let att = format!("{pre}.self_attn");
+            linear(
+                &mut ops,
+                &format!("{att}.q_proj"),
+                cfg.qkv_bias,
+                h,
+                hq * d,
+                &la.n1,
+                &la.q,
+            );
+            linear(
+                &mut ops,
+                &format!("{att}.k_proj"),
+                cfg.qkv_bias,
+                h,
+                hkv * d,
+                &la.n1,
+                &la.k,
+            );
+            linear(
+                &mut ops,
+                &format!("{att}.v_proj"),
+                cfg.qkv_bias,
+                h,
+                hkv * d,
+                &la.n1,
+                &la.v,
+            );
+            ops.push(gpu.rope(
+                false,
+                [b, t, hq, d],
+                0,
+                &la.q,
+                &batch.cos,
+                &batch.sin,
+                &la.qr,
+            ));
+            ops.push(gpu.rope(
+                false,
+                [b, t, hkv, d],
+                0,
+                &la.k,
+                &batch.cos,
+                &batch.sin,
+                &la.kr,
+            ));
+            ops.extend(
+                gpu.attention_forward(attn_shape, &la.qr, &la.kr, &la.v, &la.att, &la.astats)?,
+            );
+            linear(
+                &mut ops,
+                &format!("{att}.o_proj"),
+                cfg.o_bias,
+                hq * d,
+                h,
+                &la.att,
+                &la.o_out,
+            );
+            let attn_out = if self.setup.post_attn_norm {
+                let g = w(&post_attn_norm_name(l));
+                ops.push(gpu.rmsnorm_forward(
+                    n,
+                    h,
+                    POST_ATTN_NORM_EPS,
+                    &la.o_out,
+                    g,
+                    &la.rstd_post,
+                    &la.o_normed,
+                ));
+                &la.o_normed
+            } else {
+                &la.o_out
+            };
+            ops.push(gpu.add(n * h, &a.x[l], attn_out, &la.x_mid));
+            let g_post = w(&format!("{pre}.post_attention_layernorm.weight"));
+            ops.push(gpu.rmsnorm_forward(n, h, eps, &la.x_mid, g_post, &la.rstd2, &la.n2));
+            let mlp = format!("{pre}.mlp");
+            linear(
+                &mut ops,
+                &format!("{mlp}.gate_proj"),
+                cfg.mlp_bias,
+                h,
+                inter,
+                &la.n2,
+                &la.gate,
+            );
+            linear(
+                &mut ops,
+                &format!("{mlp}.up_proj"),
+                cfg.mlp_bias,
+                h,
+                inter,
+                &la.n2,
+                &la.up,
+            );
+            ops.push(gpu.swiglu_forward(n * inter, &la.gate, &la.up, &la.hact));
+            linear(
+                &mut ops,
+                &format!("{mlp}.down_proj"),
+                cfg.mlp_bias,
+                inter,
+                h,
+                &la.hact,
+                &a.tmp_h,
+            );
+            ops.push(gpu.add(n * h, &la.x_mid, &a.tmp_h, &a.x[l + 1]));
+        }
+        let last = &a.x[cfg.num_hidden_layers];
+        let g_final = w("model.norm.weight");
+        ops.push(gpu.rmsnorm_forward(n, h, eps, last, g_final, &a.rstdf, &a.nf));
+        let lm_name = if cfg.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let lm_blend = if self.setup.quantize_lm_head {
+            blend
+        } else {
+            None
+        };
+        let lm_shape = LinearShape {
+            rows: n,
+            inp: h,
+            out: vocab,
+        };
+        let lm = self.param(lm_name);
+        let lm_stats = stats(lm_name);
+        ops.extend(gpu.linear_forward(
+            self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
+        ));
+        let nv = batch.n_valid;
+        ops.push(gpu.xent_forward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &batch.loss));
+
+        // Backward: a.dx carries dL/d(residual stream) from the top down.
+        ops.push(gpu.xent_backward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &a.dlogits));
+        let grads = LinearGrads {
+            dx: &a.dn,
+            dw: &lm.grad,
+            db: None,
+        };
+        ops.extend(gpu.linear_backward(
+            self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, lm_stats, scratch, &a.dlogits, grads,
+        ));
+        let gg = &self.param("model.norm.weight").grad;
+        ops.extend(gpu.rmsnorm_backward(n, h, last, g_final, &a.dn, &a.rstdf, &a.dx, gg));
+        let linear_back = |ops: &mut Vec<Op>,
+                           name: &str,
+                           has_bias: bool,
+                           inp: u32,
+                           out: u32,
+                           x: &wgpu::Buffer,
+                           dy: &wgpu::Buffer,
+                           dx: &wgpu::Buffer| {
+            let wn = format!("{name}.weight");
+            let p = self.param(&wn);
+            let db = has_bias.then(|| &self.param(&format!("{name}.bias")).grad);
+            let grads = LinearGrads {
+                dx,
+                dw: &p.grad,
+                db,
+            };
+            let shape = LinearShape { rows: n, inp, out };
+            ops.extend(gpu.linear_backward(
+                self.plan,
+                shape,
+                blend,
+                x,
+                &p.buf,
+                stats(&wn),
+                scratch,
+                dy,
+                grads,
+            ));
+        };
+        for (l, la) in a.layers.iter().enumerate().rev() {
+            let pre = format!("model.layers.{l}");
+            // MLP block.
+            let mlp = format!("{pre}.mlp");
+            linear_back(
+                &mut ops,
+                &format!("{mlp}.down_proj"),
+                cfg.mlp_bias,
+                inter,
+                h,
+                &la.hact,
+                &a.dx,
+                &a.dh,
+            );
+            ops.push(gpu.swiglu_backward(n * inter, &la.gate, &la.up, &a.dh, &a.dgate, &a.dup));
+            linear_back(
+                &mut ops,
+                &format!("{mlp}.gate_proj"),
+                cfg.mlp_bias,
+                h,
+                inter,
+                &la.n2,
+                &a.dgate,
+                &a.dn,
+            );
+            linear_back(
+                &mut ops,
+                &format!("{mlp}.up_proj"),
+                cfg.mlp_bias,
+                h,
+                inter,
+                &la.n2,
+                &a.dup,
+                &a.tmp_h,
+            );
+            ops.push(gpu.accumulate(n * h, &a.tmp_h, &a.dn));
+            let gp = format!("{pre}.post_attention_layernorm.weight");
+            ops.extend(gpu.rmsnorm_backward(
+                n,
+                h,
+                &la.x_mid,
+                w(&gp),
+                &a.dn,
+                &la.rstd2,
+                &a.tmp_h,
+                &self.param(&gp).grad,
+            ));
+            ops.push(gpu.accumulate(n * h, &a.tmp_h, &a.dx));
+            // Attention block.
+            let d_attn_out = if self.setup.post_attn_norm {
+                let gn = post_attn_norm_name(l);
+                let g = self.param(&gn);
+                ops.extend(gpu.rmsnorm_backward(
+                    n,
+                    h,
+                    &la.o_out,
+                    &g.buf,
+                    &a.dx,
+                    &la.rstd_post,
+                    &a.d_o,
+                    &g.grad,
+                ));
+                &a.d_o
+            } else {
+                &a.dx
+            };
+            let att = format!("{pre}.self_attn");
+            linear_back(
+                &mut ops,
+                &format!("{att}.o_proj"),
+                cfg.o_bias,
+                hq * d,
+                h,
+                &la.att,
+                d_attn_out,
+                &a.datt,
+            );
+            ops.extend(gpu.attention_backward(
+                attn_shape, &la.qr, &la.kr, &la.v, &la.att, &la.astats, &a.datt, &a.dqr, &a.dkv,
+            )?);
+            let kv_bytes = 4 * (n * hkv * d) as u64;
+            ops.push(Op::Copy {
+                src: a.dkv.clone(),
+                src_offset: 0,
+                dst: a.dkr.clone(),
+                dst_offset: 0,
+                bytes: kv_bytes,
+            });
+            ops.push(Op::Copy {
+                src: a.dkv.clone(),
+                src_offset: kv_bytes,
+                dst: a.dv.clone(),
+                dst_offset: 0,
+                bytes: kv_bytes,
+            });
+            ops.push(gpu.rope(
+                true,
+                [b, t, hq, d],
+                0,
+                &a.dqr,
+                &batch.cos,
+                &batch.sin,
+                &a.dq,
+            ));
+            ops.push(gpu.rope(
+                true,
+                [b, t, hkv, d],
+                0,
+                &a.dkr,
+                &batch.cos,
+                &batch.sin,
+                &a.dk,
+            ));
+            linear_back(
+                &mut ops,
+                &format!("{att}.q_proj"),
+                cfg.qkv_bias,
+                h,
+                hq * d,
+                &la.n1,
+                &a.dq,
+                &a.dn,
+            );
+            linear_back(
+                &mut ops,
+                &format!("{att}.k_proj"),
+                cfg.qkv_bias,
+                h,
+                hkv * d,
+                &la.n1,
+                &a.dk,
+                &a.tmp_h,
+            );
+            ops.push(gpu.accumulate(n * h, &a.tmp_h, &a.dn));
+            linear_back(
+                &mut ops,
+                &format!("{att}.v_proj"),
+                cfg.qkv_bias,
+                h,
+                hkv * d,
+                &la.n1,
+                &a.dv,
+                &a.tmp_h,
+            );
+            ops.push(gpu.accumulate(n * h, &a.tmp_h, &a.dn));
+            let gi = format!("{pre}.input_layernorm.weight");
+            ops.extend(gpu.rmsnorm_backward(
+                n,
+                h,
+                &a.x[l],
+                w(&gi),
+                &a.dn,
+                &la.rstd1,
+                &a.tmp_h,
+                &self.param(&gi).grad,
+            ));
+            ops.push(gpu.accumulate(n * h, &a.tmp_h, &a.dx));
+        }
+        let embed = &self.param("model.embed_tokens.weight").grad;
+        ops.push(gpu.embedding_backward(n, h, vocab, &batch.ids, &a.dx, embed));
+        Ok(ops)
+    }
+}
+
+/// The layer index in `model.layers.{l}.…`.
+fn layer_of(name: &str) -> usize {
+    name.split('.')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clone_op(op: &Op) -> Op {
+    match op {
+        Op::Dispatch {
+            label,
+            pipeline,
+            bind_group,
+            groups,
+        } => Op::Dispatch {
+            label,
+            pipeline: pipeline.clone(),
+            bind_group: bind_group.clone(),
+            groups: *groups,
+        },
+        Op::Copy {
+            src,
+            src_offset,
+            dst,
+            dst_offset,
+            bytes,
+        } => Op::Copy {
+            src: src.clone(),
+            src_offset: *src_offset,
+            dst: dst.clone(),
+            dst_offset: *dst_offset,
+            bytes: *bytes,
+        },
+        Op::Clear(b) => Op::Clear(b.clone()),
+    }
+}
+
+struct LayerActs {
+    rstd1: wgpu::Buffer,
+    n1: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    qr: wgpu::Buffer,
+    kr: wgpu::Buffer,
+    att: wgpu::Buffer,
+    astats: wgpu::Buffer,
+    o_out: wgpu::Buffer,
+    rstd_post: wgpu::Buffer,
+    o_normed: wgpu::Buffer,
+    x_mid: wgpu::Buffer,
+    rstd2: wgpu::Buffer,
+    n2: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    hact: wgpu::Buffer,
+}
+
+/// Activations kept for the backward pass, and the backward's working buffers.
+struct Acts {
+    /// The residual stream entering each layer, and after the last.
+    x: Vec<wgpu::Buffer>,
+    layers: Vec<LayerActs>,
+    rstdf: wgpu::Buffer,
+    nf: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    lse: wgpu::Buffer,
+    dlogits: wgpu::Buffer,
+    dx: wgpu::Buffer,
+    dn: wgpu::Buffer,
+    tmp_h: wgpu::Buffer,
+    dh: wgpu::Buffer,
+    dgate: wgpu::Buffer,
+    dup: wgpu::Buffer,
+    d_o: wgpu::Buffer,
+    datt: wgpu::Buffer,
+    dqr: wgpu::Buffer,
+    dq: wgpu::Buffer,
+    dkv: wgpu::Buffer,
+    dkr: wgpu::Buffer,
+    dk: wgpu::Buffer,
+    dv: wgpu::Buffer,
+}
+
+/// One batch of equal-length token sequences on the GPU, with its targets, RoPE tables and every
+/// buffer a forward and backward pass over it needs.
+pub struct Batch {
+    pub b: u32,
+    pub t: u32,
+    pub ids: wgpu::Buffer,
+    pub targets: wgpu::Buffer,
+    pub n_valid: u32,
+    cos: wgpu::Buffer,
+    sin: wgpu::Buffer,
+    /// Loss per row, each already divided by `n_valid`: their sum is the mean loss.
+    pub loss: wgpu::Buffer,
+    acts: Acts,
+}
+
+impl Batch {
+    /// `tokens` (B sequences of T ids) and `targets` (B·T, −1 where not trained on).
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        tokens: &[Vec<u32>],
+        targets: &[i32],
+    ) -> Result<Batch, GpuError> {
+        let b = tokens.len();
+        let t = tokens.first().map_or(0, Vec::len);
+        let bad = |message: String| GpuError::Device {
+            what: "batch".into(),
+            message,
+        };
+        if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
+            return Err(bad(
+                "a batch needs one or more token sequences of one equal, non-zero length".into(),
+            ));
+        }
+        if targets.len() != b * t {
+            return Err(bad(format!(
+                "{} targets for {} tokens",
+                targets.len(),
+                b * t
+            )));
+        }
+        if let Some(&id) = tokens
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= cfg.vocab_size)
+        {
+            return Err(bad(format!(
+                "token id {id} is outside the vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
+        let n = b * t;
+        let (h, inter, vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (qd, kvd) = (
+            cfg.num_attention_heads * cfg.head_dim,
+            cfg.num_key_value_heads * cfg.head_dim,
+        );
+        let f = |name: &str, len: usize| gpu.storage(name, 4 * len as u64);
+        let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let (cos, sin) = rope_tables(t, cfg.head_dim, cfg.rope_theta);
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for _ in 0..cfg.num_hidden_layers {
+            layers.push(LayerActs {
+                rstd1: f("rstd1", n)?,
+                n1: f("n1", n * h)?,
+                q: f("q", n * qd)?,
+                k: f("k", n * kvd)?,
+                v: f("v", n * kvd)?,
+                qr: f("q rope", n * qd)?,
+                kr: f("k rope", n * kvd)?,
+                att: f("attention", n * qd)?,
+                astats: f("attention stats", 2 * n * cfg.num_attention_heads)?,
+                o_out: f("o_proj out", n * h)?,
+                rstd_post: f("rstd post-attn", n)?,
+                o_normed: f("o normed", n * h)?,
+                x_mid: f("x mid", n * h)?,
+                rstd2: f("rstd2", n)?,
+                n2: f("n2", n * h)?,
+                gate: f("gate", n * inter)?,
+                up: f("up", n * inter)?,
+                hact: f("swiglu", n * inter)?,
+            });
+        }
+        let acts = Acts {
+            x: (0..=cfg.num_hidden_layers)
+                .map(|_| f("residual", n * h))
+                .collect::<Result<_, _>>()?,
+            layers,
+            rstdf: f("rstd final", n)?,
+            nf: f("final norm", n * h)?,
+            logits: f("logits", n * vocab)?,
+            lse: f("lse", n)?,
+            dlogits: f("dlogits", n * vocab)?,
+            dx: f("d residual", n * h)?,
+            dn: f("d norm", n * h)?,
+            tmp_h: f("tmp hidden", n * h)?,
+            dh: f("d swiglu", n * inter)?,
+            dgate: f("d gate", n * inter)?,
+            dup: f("d up", n * inter)?,
+            d_o: f("d o_proj", n * h)?,
+            datt: f("d attention", n * qd)?,
+            dqr: f("dq rope", n * qd)?,
+            dq: f("dq", n * qd)?,
+            dkv: f("dkv", 2 * n * kvd)?,
+            dkr: f("dk rope", n * kvd)?,
+            dk: f("dk", n * kvd)?,
+            dv: f("dv", n * kvd)?,
+        };
+        Ok(Batch {
+            b: b as u32,
+            t: t as u32,
+            ids: gpu.upload("token ids", bytemuck::cast_slice(&ids))?,
+            targets: gpu.upload("targets", bytemuck::cast_slice(targets))?,
+            n_valid: targets.iter().filter(|&&x| x >= 0).count() as u32,
+            cos: gpu.upload_f32("rope cos", &cos)?,
+            sin: gpu.upload_f32("rope sin", &sin)?,
+            loss: f("loss", n)?,
+            acts,
+        })
+    }
+
+    /// The logits (B·T, V) of the last forward pass.
+    pub fn logits(&self) -> &wgpu::Buffer {
+        &self.acts.logits
+    }
+}

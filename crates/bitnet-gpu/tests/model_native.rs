@@ -1,0 +1,50 @@
+//! The GPU model (forward, loss, backward) against PyTorch/transformers in float64
+//! (tests/fixtures/oracle) on the native adapter: every fixture model, plain, λ-blended with absmean
+//! and threshold codes, and with the post-attention RMSNorm. Fails, never skips, without an adapter.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "../../../tests/support/oracle.rs"]
+mod oracle;
+
+use bitnet_core::cpu::model::next_token_targets;
+use bitnet_core::quant::Quantizer;
+use bitnet_gpu::Gpu;
+use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+
+#[test]
+fn gpu_model_matches_pytorch_float64() {
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    for model_name in oracle::MODELS {
+        let (model, params) = oracle::load(model_name);
+        let cfg = &model.config;
+        for (variant, blend, post_attn_norm) in oracle::variants() {
+            let setup = ModelSetup {
+                quantizer: blend.map_or(Quantizer::Absmean, |b| b.0),
+                post_attn_norm,
+                quantize_lm_head: false,
+            };
+            let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
+            let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+            let ops = m
+                .forward_backward(&gpu, &batch, blend.map(|b| b.1))
+                .unwrap();
+            gpu.submit(&ops);
+            let n = tokens.len() * tokens[0].len();
+            let loss: f32 = pollster::block_on(gpu.read_f32("loss", &batch.loss, n))
+                .unwrap()
+                .iter()
+                .sum();
+            let logits =
+                pollster::block_on(gpu.read_f32("logits", batch.logits(), n * cfg.vocab_size))
+                    .unwrap();
+            let mut grad = |name: &str| {
+                let buf = m.grad(name)?;
+                Some(pollster::block_on(gpu.read_f32(name, buf, m.numel(name))).unwrap())
+            };
+            oracle::check(model_name, variant, loss, &logits, m.names.len(), &mut grad);
+        }
+    }
+}
