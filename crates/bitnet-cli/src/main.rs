@@ -7,13 +7,16 @@ mod files;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use bitnet_core::cpu::model::next_token_targets;
 use bitnet_core::model::Model;
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, Quantizer, ScaleMode};
+use bitnet_core::safetensors::{OwnedTensor, serialize};
 use bitnet_core::summary::{ModelSummary, human_bytes};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, Schedule};
 use bitnet_gpu::Gpu;
+use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
 use bitnet_gpu::packer::{PackOptions, pack_model};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -85,6 +88,34 @@ enum Command {
         #[arg(long)]
         cpu: bool,
     },
+    /// Loss, logits and every parameter's gradient of one batch on the GPU, under the Hugging Face
+    /// names, so the implementation can be checked against another framework.
+    Grads {
+        model_dir: PathBuf,
+        /// JSON file: a list of token-id lists of equal length.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// λ of the blend W + λ·(Q(W) − W) of every projection (0: the model as it is).
+        #[arg(long, default_value_t = 0.0)]
+        lambda: f32,
+        #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
+        quantizer: QuantizerArg,
+        /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Scale of the threshold quantizer: optimal or absmean.
+        #[arg(long)]
+        scale: Option<ScaleMode>,
+        /// Insert the post-attention RMSNorm (gain 1) after every o_proj.
+        #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn")]
+        rmsnorm_post_attn: bool,
+        /// Blend lm_head too.
+        #[arg(long)]
+        quantize_lm_head: bool,
+        /// Output safetensors: loss (1,), logits (B, T, V), grad.<name> for every parameter.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run every GPU kernel against its CPU reference on this adapter; non-zero exit on any failure.
     Selftest,
     /// Benchmark the GPU kernels (each validated first): median time and GFLOP/s or GB/s.
@@ -153,6 +184,24 @@ fn main() -> ExitCode {
             pack(&model_dir, &out, &opts, cpu, cli.json)
         }),
         Command::Unpack { file, out } => unpack(&file, &out, cli.json),
+        Command::Grads {
+            model_dir,
+            tokens,
+            lambda,
+            quantizer,
+            threshold,
+            scale,
+            rmsnorm_post_attn,
+            quantize_lm_head,
+            out,
+        } => quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
+            let setup = ModelSetup {
+                quantizer,
+                post_attn_norm: rmsnorm_post_attn,
+                quantize_lm_head,
+            };
+            grads(&model_dir, &tokens, lambda, setup, &out, cli.json)
+        }),
         Command::Selftest => selftest(cli.json),
         Command::Bench {
             what: BenchWhat::Kernels { size, reps, out },
@@ -459,6 +508,83 @@ fn selftest(json: bool) -> CliResult {
             gpu.info.name
         ));
     }
+    Ok(())
+}
+
+fn grads(
+    dir: &Path,
+    tokens_file: &Path,
+    lambda: f32,
+    setup: ModelSetup,
+    out: &Path,
+    json: bool,
+) -> CliResult {
+    if !(0.0..=1.0).contains(&lambda) {
+        return Err(format!("--lambda must be between 0 and 1, got {lambda}"));
+    }
+    let text = std::fs::read(tokens_file).map_err(|e| format!("{}: {e}", tokens_file.display()))?;
+    let tokens: Vec<Vec<u32>> = serde_json::from_slice(&text).map_err(|e| {
+        format!(
+            "{}: expected a JSON list of token-id lists ({e})",
+            tokens_file.display()
+        )
+    })?;
+    let (files, model) = open_model(dir)?;
+    let cfg = &model.config;
+    let weights =
+        pollster::block_on(model.all_f32(&files)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let targets = next_token_targets(&tokens, None);
+    let batch = Batch::new(&gpu, cfg, &tokens, &targets)
+        .map_err(|e| format!("{}: {e}", tokens_file.display()))?;
+    let m = GpuModel::new(&gpu, cfg, &weights, setup).map_err(|e| e.to_string())?;
+    let blend = (lambda > 0.0).then_some(lambda);
+    gpu.submit(
+        &m.forward_backward(&gpu, &batch, blend)
+            .map_err(|e| e.to_string())?,
+    );
+    let (b, t) = (tokens.len(), tokens[0].len());
+    let read = |name: &str, buf, len: usize| {
+        pollster::block_on(gpu.read_f32(name, buf, len)).map_err(|e| e.to_string())
+    };
+    let loss: f32 = read("loss", &batch.loss, b * t)?.iter().sum();
+    let logits = read("logits", batch.logits(), b * t * cfg.vocab_size)?;
+    let mut tensors = vec![
+        OwnedTensor::f32("loss", vec![1], &[loss]),
+        OwnedTensor::f32("logits", vec![b, t, cfg.vocab_size], &logits),
+    ];
+    for name in &m.names {
+        let (Some(buf), shape) = (m.grad(name), m.shape(name)) else {
+            continue;
+        };
+        let g = read(name, buf, m.numel(name))?;
+        tensors.push(OwnedTensor::f32(format!("grad.{name}"), shape, &g));
+    }
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("lambda".to_string(), lambda.to_string());
+    meta.insert("quantizer".to_string(), setup.quantizer.name().to_string());
+    meta.insert(
+        "rmsnorm_post_attn".to_string(),
+        setup.post_attn_norm.to_string(),
+    );
+    meta.insert("adapter".to_string(), gpu.info.name.clone());
+    let n_grads = tensors.len() - 2;
+    std::fs::write(out, serialize(tensors, &meta))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    if json {
+        return print_json(&serde_json::json!({
+            "loss": loss,
+            "lambda": lambda,
+            "gradients": n_grads,
+            "out": out.display().to_string(),
+            "adapter": gpu.info.name,
+        }));
+    }
+    println!(
+        "loss {loss:.6} at λ = {lambda} on {}; logits and {n_grads} gradients written to {}",
+        gpu.info.name,
+        out.display()
+    );
     Ok(())
 }
 

@@ -347,3 +347,83 @@ fn bench_validates_before_timing() {
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(written["results"].as_array().unwrap().len(), results.len());
 }
+
+// Shared with the model tests; this file uses the check only.
+#[allow(dead_code)]
+#[path = "../../../tests/support/oracle.rs"]
+mod oracle;
+
+/// `bitnet grads` writes what the PyTorch oracle computed: loss, logits and every gradient, under
+/// the Hugging Face names (qwen2: tied embeddings and q/k/v biases; llama: threshold codes and the
+/// post-attention norm).
+#[test]
+fn grads_match_the_pytorch_oracle() {
+    let dir = tmp("grads");
+    let tokens = fixtures().join("oracle/tokens.json");
+    let cases: [(&str, &str, &[&str]); 3] = [
+        ("qwen2", "absmean-l0.5", &["--lambda", "0.5"]),
+        (
+            "llama",
+            "threshold-l1",
+            &["--lambda", "1", "--quantizer", "threshold"],
+        ),
+        (
+            "llama",
+            "absmean-l0.5-postnorm",
+            &["--lambda", "0.5", "--rmsnorm_post_attn"],
+        ),
+    ];
+    for (model, variant, extra) in cases {
+        let out = dir.join(format!("{model}-{variant}.safetensors"));
+        let model_dir = fixtures().join(model);
+        let mut args = vec![
+            "grads",
+            model_dir.to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v = json(&args);
+        let bytes = std::fs::read(&out).unwrap();
+        let st = SafeTensors::parse("grads", &bytes).unwrap();
+        let get = |name: &str| st.to_f32(st.get(name).unwrap()).unwrap();
+        let loss = get("loss")[0];
+        assert!((v["loss"].as_f64().unwrap() as f32 - loss).abs() < 1e-6);
+        let n_grads = st
+            .header
+            .tensors
+            .iter()
+            .filter(|t| t.name.starts_with("grad."))
+            .count();
+        let mut grad = |name: &str| {
+            st.get(&format!("grad.{name}"))
+                .map(|t| st.to_f32(t).unwrap())
+        };
+        oracle::check(model, variant, loss, &get("logits"), n_grads, &mut grad);
+    }
+    // Bad token files are named in the error.
+    let bad = dir.join("bad.json");
+    let llama = fixtures().join("llama");
+    for (content, says) in [
+        ("not json", "expected a JSON list of token-id lists"),
+        ("[[1, 2, 3], [4, 5]]", "equal"),
+        ("[[1, 2, 99999]]", "outside the vocabulary"),
+    ] {
+        std::fs::write(&bad, content).unwrap();
+        let (ok, _, err) = bitnet(&[
+            "grads",
+            llama.to_str().unwrap(),
+            "--tokens",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.join("x.safetensors").to_str().unwrap(),
+        ]);
+        assert!(
+            !ok && err.contains("bad.json") && err.contains(says),
+            "{content}: {err}"
+        );
+    }
+}

@@ -32,6 +32,7 @@ pub struct ModelSetup {
 struct Param {
     buf: wgpu::Buffer,
     grad: wgpu::Buffer,
+    shape: Vec<usize>,
     numel: usize,
     /// Quantizer statistics of a ternary weight, and the ops that recompute them from the weight.
     stats: Option<(StatsBuffers, Vec<Op>)>,
@@ -58,22 +59,23 @@ impl GpuModel {
         setup: ModelSetup,
     ) -> Result<GpuModel, GpuError> {
         let plan = gpu.gemm_plan();
-        let mut specs: Vec<(String, usize, bool)> = Vec::new();
+        let mut specs: Vec<(String, Vec<usize>, bool)> = Vec::new();
         for spec in param_table(cfg) {
             let ternary = spec.is_ternary(setup.quantize_lm_head)
                 || (setup.quantize_lm_head
                     && cfg.tie_word_embeddings
                     && spec.role == Role::Embedding);
-            specs.push((spec.name.clone(), spec.numel(), ternary));
+            specs.push((spec.name.clone(), spec.shape.clone(), ternary));
             if setup.post_attn_norm && spec.name.ends_with("post_attention_layernorm.weight") {
                 let l = layer_of(&spec.name);
-                specs.push((post_attn_norm_name(l), cfg.hidden_size, false));
+                specs.push((post_attn_norm_name(l), vec![cfg.hidden_size], false));
             }
         }
         let mut params = BTreeMap::new();
         let mut names = Vec::new();
         let mut largest = 0;
-        for (name, numel, ternary) in specs {
+        for (name, shape, ternary) in specs {
+            let numel = shape.iter().product();
             let ones;
             let values = match weights.get(&name) {
                 Some(v) => v.as_slice(),
@@ -110,6 +112,7 @@ impl GpuModel {
                 Param {
                     buf,
                     grad,
+                    shape,
                     numel,
                     stats,
                 },
@@ -148,6 +151,13 @@ impl GpuModel {
 
     pub fn numel(&self, name: &str) -> usize {
         self.params.get(name).map_or(0, |p| p.numel)
+    }
+
+    /// The PyTorch shape of `name` (empty when there is no such parameter).
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.params
+            .get(name)
+            .map_or(Vec::new(), |p| p.shape.clone())
     }
 
     /// Ops that zero every gradient (the start of an optimizer step).
