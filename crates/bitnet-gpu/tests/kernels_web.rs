@@ -1,5 +1,6 @@
-//! The kernels against their CPU references in a real browser (headless Chromium's WebGPU).
-//! It fails when the browser has no WebGPU adapter.
+//! The kernels against their CPU references, and one training pass of a fixture model against the
+//! PyTorch oracle, in a real browser (headless Chromium's WebGPU). Fails when the browser has no
+//! WebGPU adapter.
 #![cfg(target_arch = "wasm32")]
 
 use bitnet_gpu::Gpu;
@@ -40,4 +41,71 @@ async fn every_kernel_matches_its_cpu_reference_in_browser() {
         "{} kernels failed: {failed:#?}",
         failed.len()
     );
+}
+
+/// One forward and backward pass of the llama fixture at λ = 0.5 in the browser gives the loss that
+/// the native build and PyTorch (float64) give, within 1e-4 relative.
+#[wasm_bindgen_test]
+async fn one_training_pass_gives_the_native_loss_in_browser() {
+    use std::collections::BTreeMap;
+
+    use bitnet_core::cpu::model::next_token_targets;
+    use bitnet_core::model::{MemoryFiles, Model};
+    use bitnet_core::quant::Quantizer;
+    use bitnet_core::safetensors::SafeTensors;
+    use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+
+    let gpu = match Gpu::new().await {
+        Ok(g) => g,
+        Err(e) => panic!("WebGPU is required for this test: {e}"),
+    };
+    let fixture = |name: &str, bytes: &[u8]| (name.to_string(), bytes.to_vec());
+    let files = MemoryFiles(BTreeMap::from([
+        fixture(
+            "config.json",
+            include_bytes!("../../../tests/fixtures/llama/config.json"),
+        ),
+        fixture(
+            "model.safetensors",
+            include_bytes!("../../../tests/fixtures/llama/model.safetensors"),
+        ),
+    ]));
+    let model = Model::open(&files).await.unwrap();
+    let weights = model.all_f32(&files).await.unwrap();
+    let tokens: Vec<Vec<u32>> =
+        serde_json::from_slice(include_bytes!("../../../tests/fixtures/oracle/tokens.json"))
+            .unwrap();
+    let oracle_bytes =
+        include_bytes!("../../../tests/fixtures/oracle/llama/absmean-l0.5.safetensors");
+    let oracle = SafeTensors::parse("absmean-l0.5.safetensors", oracle_bytes).unwrap();
+    let want = oracle.to_f32(oracle.get("loss").unwrap()).unwrap()[0];
+
+    let targets = next_token_targets(&tokens, None);
+    let setup = ModelSetup {
+        quantizer: Quantizer::Absmean,
+        post_attn_norm: false,
+        quantize_lm_head: false,
+    };
+    let m = GpuModel::new(&gpu, &model.config, &weights, setup).unwrap();
+    let batch = Batch::new(&gpu, &model.config, &tokens, &targets).unwrap();
+    gpu.submit(&m.forward_backward(&gpu, &batch, Some(0.5)).unwrap());
+    let n = tokens.len() * tokens[0].len();
+    let loss: f32 = gpu
+        .read_f32("loss", &batch.loss, n)
+        .await
+        .unwrap()
+        .iter()
+        .sum();
+    console_log!("loss {loss} in the browser, {want} in PyTorch");
+    assert!(
+        ((loss - want) / want).abs() <= 1e-4,
+        "browser loss {loss} vs PyTorch {want}"
+    );
+    // The gradients reached the parameters too.
+    let g = m.grad("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let dq = gpu
+        .read_f32("dq", g, m.numel("model.layers.0.self_attn.q_proj.weight"))
+        .await
+        .unwrap();
+    assert!(dq.iter().any(|x| *x != 0.0), "no gradient reached q_proj");
 }
