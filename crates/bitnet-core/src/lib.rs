@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod cpu;
+pub mod dataset;
 pub mod error;
 pub mod model;
 pub mod pack;

@@ -56,6 +56,18 @@ impl Schedule {
     }
 }
 
+/// The learning rate at optimizer step `s` (0-based) of `steps`: a linear warmup over
+/// ceil(steps × warmup_ratio) steps, then a cosine decay to 0 — Hugging Face's
+/// `get_cosine_schedule_with_warmup` with the Trainer's warmup-step rounding.
+pub fn cosine_lr(peak: f64, s: u64, steps: u64, warmup_ratio: f64) -> f64 {
+    let warmup = (steps as f64 * warmup_ratio).ceil().max(0.0) as u64;
+    if s < warmup {
+        return peak * s as f64 / warmup.max(1) as f64;
+    }
+    let progress = (s - warmup) as f64 / (steps.saturating_sub(warmup)).max(1) as f64;
+    peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+}
+
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -119,6 +131,20 @@ impl FromStr for Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_lr_warms_up_then_decays_like_hugging_face() {
+        // 100 steps, ratio 0.1: 10 warmup steps (0, 0.1, …, 0.9 of the peak), then a half cosine.
+        let lr = |s| cosine_lr(5e-5, s, 100, 0.1);
+        assert_eq!(lr(0), 0.0);
+        assert!((lr(5) - 2.5e-5).abs() < 1e-18);
+        assert!((lr(10) - 5e-5).abs() < 1e-18);
+        assert!((lr(55) - 2.5e-5).abs() < 1e-12);
+        assert!(lr(99) > 0.0 && lr(99) < 1e-7);
+        // ceil: 1000 × 0.1 = 100 warmup steps; 15 × 0.1 rounds up to 2.
+        assert!((cosine_lr(1.0, 1, 15, 0.1) - 0.5).abs() < 1e-15);
+        assert_eq!(cosine_lr(1.0, 0, 10, 0.0), 1.0);
+    }
 
     #[test]
     fn linear_matches_the_seed_trace() {

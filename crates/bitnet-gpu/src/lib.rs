@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod matmul;
 pub mod model;
 pub mod ops;
+pub mod optimizer;
 pub mod packer;
 pub mod pipelines;
 pub mod quantize;

@@ -369,7 +369,7 @@ impl GpuModel {
         ops.extend(gpu.linear_forward(
             self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
         ));
-        let nv = batch.n_valid;
+        let nv = batch.loss_divisor;
         ops.push(gpu.xent_forward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &batch.loss));
 
         // Backward: a.dx carries dL/d(residual stream) from the top down.
@@ -670,9 +670,12 @@ pub struct Batch {
     pub ids: wgpu::Buffer,
     pub targets: wgpu::Buffer,
     pub n_valid: u32,
+    /// The loss (and so every gradient) is divided by this: `n_valid` for a batch on its own, the
+    /// trained positions of every micro-batch of an optimizer step under gradient accumulation.
+    pub loss_divisor: u32,
     cos: wgpu::Buffer,
     sin: wgpu::Buffer,
-    /// Loss per row, each already divided by `n_valid`: their sum is the mean loss.
+    /// Loss per row, each already divided by `loss_divisor`: their sum is the mean loss.
     pub loss: wgpu::Buffer,
     acts: Acts,
 }
@@ -721,6 +724,7 @@ impl Batch {
         );
         let f = |name: &str, len: usize| gpu.storage(name, 4 * len as u64);
         let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let n_valid = targets.iter().filter(|&&x| x >= 0).count() as u32;
         let (cos, sin) = rope_tables(t, cfg.head_dim, cfg.rope_theta);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for _ in 0..cfg.num_hidden_layers {
@@ -775,7 +779,8 @@ impl Batch {
             t: t as u32,
             ids: gpu.upload("token ids", bytemuck::cast_slice(&ids))?,
             targets: gpu.upload("targets", bytemuck::cast_slice(targets))?,
-            n_valid: targets.iter().filter(|&&x| x >= 0).count() as u32,
+            n_valid,
+            loss_divisor: n_valid.max(1),
             cos: gpu.upload_f32("rope cos", &cos)?,
             sin: gpu.upload_f32("rope sin", &sin)?,
             loss: f("loss", n)?,
