@@ -32,6 +32,12 @@ impl Gpu {
             }))
     }
 
+    /// Overwrites the start of `dst` with `values` (queued before the next submission's work).
+    pub fn write_f32(&self, dst: &wgpu::Buffer, values: &[f32]) {
+        self.queue
+            .write_buffer(dst, 0, bytemuck::cast_slice(values));
+    }
+
     /// A uniform buffer from `data`.
     pub fn uniform(&self, name: &str, data: &[u8]) -> wgpu::Buffer {
         self.device

@@ -16,6 +16,7 @@ pub mod packer;
 pub mod pipelines;
 pub mod quantize;
 pub mod selftest;
+pub mod trainer;
 
 pub use device::{AdapterReport, Gpu};
 pub use error::GpuError;

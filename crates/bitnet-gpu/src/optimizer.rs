@@ -72,6 +72,13 @@ impl Optimizer {
 
     /// Ops of optimizer step `step` (1-based) at learning rate `lr`, from the accumulated gradients.
     pub fn step_ops(&self, gpu: &Gpu, model: &GpuModel, step: u32, lr: f32) -> Vec<Op> {
+        let mut ops = self.grad_norm_ops(gpu, model);
+        ops.extend(self.update_ops(gpu, model, step, lr, &|_| false));
+        ops
+    }
+
+    /// Ops computing the global gradient norm and the clip coefficient.
+    pub fn grad_norm_ops(&self, gpu: &Gpu, model: &GpuModel) -> Vec<Op> {
         let slots = model.names.len() as u32;
         let mut ops = Vec::new();
         for (slot, name) in model.names.iter().enumerate() {
@@ -81,6 +88,26 @@ impl Optimizer {
             ops.extend(gpu.grad_sumsq(n, slot as u32, slots, grad, &self.partials, &self.norm));
         }
         ops.push(gpu.clip_finish(slots, self.config.max_grad_norm, &self.norm));
+        ops
+    }
+
+    /// The global gradient norm that [`Optimizer::grad_norm_ops`] computed.
+    pub async fn read_grad_norm(&self, gpu: &Gpu, model: &GpuModel) -> Result<f32, GpuError> {
+        let slots = model.names.len();
+        Ok(gpu.read_f32("grad norm", &self.norm, slots + 1).await?[slots])
+    }
+
+    /// AdamW on every parameter but the `frozen` ones, with the clip coefficient of
+    /// [`Optimizer::grad_norm_ops`].
+    pub fn update_ops(
+        &self,
+        gpu: &Gpu,
+        model: &GpuModel,
+        step: u32,
+        lr: f32,
+        frozen: &dyn Fn(&str) -> bool,
+    ) -> Vec<Op> {
+        let slots = model.names.len() as u32;
         let c = &self.config;
         let s = AdamStep {
             lr,
@@ -90,7 +117,8 @@ impl Optimizer {
             weight_decay: c.weight_decay,
             step,
         };
-        for name in &model.names {
+        let mut ops = Vec::new();
+        for name in model.names.iter().filter(|n| !frozen(n)) {
             let (Some(grad), Some(param), Some((m, v))) =
                 (model.grad(name), model.buffer(name), self.moments.get(name))
             else {

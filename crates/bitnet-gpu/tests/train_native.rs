@@ -1,109 +1,162 @@
-//! Optimizer steps on the GPU: gradient accumulation over micro-batches of the seed's training text,
-//! the λ schedule and cosine learning rate, clipping and AdamW. The loss falls, and a second run from
-//! the same start ends with bit-identical weights. Fails, never skips, without an adapter.
+//! Optimizer steps on the GPU through the Trainer: gradient accumulation over micro-batches of the
+//! seed's training text, the λ schedule and cosine learning rate, clipping and AdamW. The loss
+//! falls; a second run from the same start gives bit-identical weights; a run resumed from a
+//! checkpoint ends where the uninterrupted one does; a NaN stops training naming the step.
+//! Fails, never skips, without an adapter.
 #![cfg(not(target_arch = "wasm32"))]
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/oracle.rs"]
 mod oracle;
 
-use bitnet_core::dataset::{Example, LossMask, pad_batch, tokenize};
+use std::collections::BTreeMap;
+
+use bitnet_core::dataset::{Example, LossMask, tokenize};
 use bitnet_core::quant::Quantizer;
-use bitnet_core::schedule::{Schedule, cosine_lr};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_gpu::Gpu;
-use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
-use bitnet_gpu::optimizer::{AdamConfig, Optimizer};
+use bitnet_gpu::model::ModelSetup;
+use bitnet_gpu::optimizer::AdamConfig;
+use bitnet_gpu::trainer::{TrainError, TrainSettings, Trainer};
 
-const STEPS: u64 = 20;
+fn gpu() -> Gpu {
+    pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test")
+}
 
-/// Runs STEPS optimizer steps (2 micro-batches of 2 examples each) and returns the loss of every
-/// step and the final q_proj weight of layer 0.
-fn train(gpu: &Gpu) -> (Vec<f32>, Vec<f32>) {
+/// A trainer on the llama fixture over five short examples (2 sequences × 2 micro-batches a step).
+fn trainer(gpu: &Gpu, steps: u64) -> Trainer {
     let (model, weights) = oracle::load("llama");
-    let cfg = &model.config;
     let tok =
         Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap()).unwrap();
-    let example = |i: &str, o: &str| Example {
-        instruction: i.into(),
-        input: String::new(),
-        output: o.into(),
-        domain: String::new(),
-    };
     let data = [
-        example("Write a haiku about the sea.", "Waves fold into foam."),
-        example(
+        ("Write a haiku about the sea.", "Waves fold into foam."),
+        (
             "Solve this math problem: what is 12 times 7?",
             "12 times 7 is 84.",
         ),
-        example(
+        (
             "Write a Python function to reverse a string.",
             "def reverse(s): return s[::-1]",
         ),
-        example("Why is the sky blue?", "Blue light scatters most."),
-    ];
-    let seqs: Vec<_> = data
-        .iter()
-        .map(|e| tokenize(&tok, e, 32, LossMask::All).unwrap())
-        .collect();
-    let mut batches: Vec<Batch> = seqs
-        .chunks(2)
-        .map(|c| {
-            let b = pad_batch(c, 2);
-            Batch::new(gpu, cfg, &b.tokens, &b.targets).unwrap()
-        })
-        .collect();
-    let total: u32 = batches.iter().map(|b| b.n_valid).sum();
-    batches.iter_mut().for_each(|b| b.loss_divisor = total);
+        ("Why is the sky blue?", "Blue light scatters most."),
+        ("Name a prime number.", "Seven is prime."),
+    ]
+    .iter()
+    .map(|(i, o)| {
+        let e = Example {
+            instruction: i.to_string(),
+            input: String::new(),
+            output: o.to_string(),
+            domain: String::new(),
+        };
+        tokenize(&tok, &e, 32, LossMask::All).unwrap()
+    })
+    .collect();
+    let settings = TrainSettings {
+        steps,
+        bsz: 2,
+        grad_accum: 2,
+        lr: 3e-3,
+        warmup_ratio: 0.1,
+        lambda_warmup_frac: 0.4,
+        schedule: "linear".into(),
+        seed: 42,
+        adam: AdamConfig::default(),
+        freeze_embeddings: false,
+    };
     let setup = ModelSetup {
         quantizer: Quantizer::Absmean,
         post_attn_norm: false,
         quantize_lm_head: false,
     };
-    let m = GpuModel::new(gpu, cfg, &weights, setup).unwrap();
-    let opt = Optimizer::new(gpu, &m, AdamConfig::default()).unwrap();
-    let mut losses = Vec::new();
-    for step in 0..STEPS {
-        let lambda = Schedule::Linear.lambda(step, STEPS, 0.4) as f32;
-        let lr = cosine_lr(3e-3, step, STEPS, 0.1) as f32;
-        let mut ops = m.zero_grads();
-        for b in &batches {
-            ops.extend(m.forward_backward(gpu, b, Some(lambda)).unwrap());
-        }
-        ops.extend(opt.step_ops(gpu, &m, step as u32 + 1, lr));
-        gpu.submit(&ops);
-        let mut loss = 0.0;
-        for b in &batches {
-            let rows = (b.b * b.t) as usize;
-            loss += pollster::block_on(gpu.read_f32("loss", &b.loss, rows))
-                .unwrap()
-                .iter()
-                .sum::<f32>();
-        }
-        let norm = pollster::block_on(gpu.read_f32("norm", opt.norm_buffer(), m.names.len() + 1))
-            .unwrap()[m.names.len()];
-        assert!(
-            loss.is_finite() && norm.is_finite() && norm > 0.0,
-            "step {step}: loss {loss}, grad norm {norm}"
-        );
-        losses.push(loss);
-    }
-    let name = "model.layers.0.self_attn.q_proj.weight";
-    let w = pollster::block_on(gpu.read_f32(name, m.buffer(name).unwrap(), m.numel(name))).unwrap();
-    (losses, w)
+    Trainer::new(gpu, &model.config, &weights, setup, data, 2, settings).unwrap()
+}
+
+fn run(gpu: &Gpu, t: &mut Trainer, steps: u64) -> Vec<f32> {
+    (0..steps)
+        .map(|_| pollster::block_on(t.step(gpu)).unwrap().loss)
+        .collect()
+}
+
+fn weights(gpu: &Gpu, t: &Trainer) -> BTreeMap<String, Vec<u32>> {
+    pollster::block_on(t.weights(gpu))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.iter().map(|x| x.to_bits()).collect()))
+        .collect()
 }
 
 #[test]
 fn training_lowers_the_loss_and_is_deterministic() {
-    let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test");
-    let (losses, w1) = train(&gpu);
+    let gpu = gpu();
+    let mut a = trainer(&gpu, 20);
+    let losses = run(&gpu, &mut a, 20);
     eprintln!("losses: {losses:?}");
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     assert!(last < 0.8 * first, "loss went from {first} to {last}");
-    let (again, w2) = train(&gpu);
-    assert_eq!(losses, again, "the same run gave different losses");
+    let mut b = trainer(&gpu, 20);
+    assert_eq!(
+        losses,
+        run(&gpu, &mut b, 20),
+        "the same run gave different losses"
+    );
     assert!(
-        w1.iter().zip(&w2).all(|(a, b)| a.to_bits() == b.to_bits()),
+        weights(&gpu, &a) == weights(&gpu, &b),
         "the same run gave different weights"
     );
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights() {
+    let gpu = gpu();
+    let mut whole = trainer(&gpu, 6);
+    let losses = run(&gpu, &mut whole, 6);
+    let mut first = trainer(&gpu, 6);
+    let early = run(&gpu, &mut first, 3);
+    let ckpt = pollster::block_on(first.checkpoint(&gpu)).unwrap();
+    drop(first);
+    let mut resumed = trainer(&gpu, 6);
+    resumed
+        .restore(&gpu, "checkpoint.safetensors", &ckpt)
+        .unwrap();
+    assert_eq!(resumed.step, 3);
+    let late = run(&gpu, &mut resumed, 3);
+    assert_eq!([early, late].concat(), losses);
+    assert!(
+        weights(&gpu, &whole) == weights(&gpu, &resumed),
+        "resumed weights differ"
+    );
+    // A checkpoint of other settings is refused by name.
+    let mut other = trainer(&gpu, 7);
+    let err = other
+        .restore(&gpu, "checkpoint.safetensors", &ckpt)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("checkpoint.safetensors")
+            && err.to_string().contains("other settings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_nan_stops_training_and_names_the_step() {
+    let gpu = gpu();
+    let mut t = trainer(&gpu, 6);
+    run(&gpu, &mut t, 2);
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let mut w =
+        pollster::block_on(gpu.read_f32(name, t.model.buffer(name).unwrap(), t.model.numel(name)))
+            .unwrap();
+    w[7] = f32::NAN;
+    gpu.write_f32(t.model.buffer(name).unwrap(), &w);
+    match pollster::block_on(t.step(&gpu)) {
+        Err(e @ TrainError::NonFinite { step: 2, .. }) => {
+            assert!(e.to_string().contains("step 2"), "{e}")
+        }
+        other => panic!(
+            "expected a non-finite error at step 2, got {:?}",
+            other.map(|r| r.loss)
+        ),
+    }
+    assert_eq!(t.step, 2, "the failed step must not count");
 }
