@@ -147,6 +147,24 @@ enum BenchWhat {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Full training steps (forward, backward, clipping, AdamW at λ = 0.5) of a model with random
+    /// weights: tokens/s, the step's GFLOP/s against the plain matmul's, GPU memory.
+    Train {
+        /// A model folder (its config.json is used; weights are random).
+        #[arg(long, conflicts_with = "shape")]
+        model: Option<PathBuf>,
+        /// A named shape: llama-256 (hidden 256, 4 layers) or llama-135m (SmolLM2-135M's shape).
+        #[arg(long, default_value = "llama-256")]
+        shape: String,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        #[arg(long = "seq-len", default_value_t = 256)]
+        seq_len: usize,
+        /// Timed steps (the median is reported), after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -206,6 +224,16 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchWhat::Kernels { size, reps, out },
         } => bench_kernels(size, reps, out.as_deref(), cli.json),
+        Command::Bench {
+            what:
+                BenchWhat::Train {
+                    model,
+                    shape,
+                    batch,
+                    seq_len,
+                    steps,
+                },
+        } => bench_train(model.as_deref(), &shape, batch, seq_len, steps, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -584,6 +612,70 @@ fn grads(
         "loss {loss:.6} at λ = {lambda} on {}; logits and {n_grads} gradients written to {}",
         gpu.info.name,
         out.display()
+    );
+    Ok(())
+}
+
+/// config.json of the named benchmark shapes.
+fn bench_shape(name: &str) -> Result<String, String> {
+    let (h, i, layers, heads, kv, vocab) = match name {
+        "llama-256" => (256, 688, 4, 4, 2, 8192),
+        "llama-135m" => (576, 1536, 30, 9, 3, 49152),
+        _ => {
+            return Err(format!(
+                "unknown shape `{name}`; known: llama-256, llama-135m (or pass --model DIR)"
+            ));
+        }
+    };
+    Ok(format!(
+        r#"{{"model_type": "llama", "hidden_size": {h}, "intermediate_size": {i},
+        "num_hidden_layers": {layers}, "num_attention_heads": {heads}, "num_key_value_heads": {kv},
+        "vocab_size": {vocab}, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+        "max_position_embeddings": 8192, "tie_word_embeddings": true}}"#
+    ))
+}
+
+fn bench_train(
+    model: Option<&Path>,
+    shape: &str,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    json: bool,
+) -> CliResult {
+    if batch == 0 || seq_len < 2 || steps == 0 {
+        return Err("--batch and --steps must be positive and --seq-len at least 2".into());
+    }
+    let (name, cfg) = match model {
+        Some(dir) => (dir.display().to_string(), open_model(dir)?.1.config),
+        None => {
+            let text = bench_shape(shape)?;
+            let cfg = bitnet_core::config::ModelConfig::from_json_bytes(shape, text.as_bytes())
+                .map_err(|e| e.to_string())?;
+            (shape.to_string(), cfg)
+        }
+    };
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let r = pollster::block_on(bitnet_gpu::bench::bench_train(
+        &gpu, &name, &cfg, batch, seq_len, steps,
+    ))
+    .map_err(|e| e.to_string())?;
+    if json {
+        return print_json(&r);
+    }
+    println!("adapter: {}", r.adapter);
+    println!(
+        "{}: {} parameters, batch {} × {} tokens",
+        r.model, r.parameters, r.batch, r.seq_len
+    );
+    println!(
+        "step {:.3} s  {:.1} tokens/s  {:.2} GFLOP/s = {:.2} of the plain matmul's {:.2} GFLOP/s  GPU buffers {}",
+        r.step_seconds,
+        r.tokens_per_s,
+        r.step_gflops,
+        r.fraction_of_matmul,
+        r.matmul_gflops,
+        human_bytes(r.gpu_bytes)
     );
     Ok(())
 }

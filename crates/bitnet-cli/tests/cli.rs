@@ -427,3 +427,38 @@ fn grads_match_the_pytorch_oracle() {
         );
     }
 }
+
+#[test]
+fn bench_train_reports_a_full_training_step() {
+    let llama = fixtures().join("llama");
+    let v = json(&[
+        "bench",
+        "train",
+        "--model",
+        llama.to_str().unwrap(),
+        "--batch",
+        "1",
+        "--seq-len",
+        "8",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(
+        v["parameters"],
+        expected()["models"]["llama"]["num_parameters"]
+    );
+    for key in [
+        "step_seconds",
+        "tokens_per_s",
+        "step_gflops",
+        "matmul_gflops",
+        "fraction_of_matmul",
+    ] {
+        let x = v[key].as_f64().unwrap_or(f64::NAN);
+        assert!(x.is_finite() && x > 0.0, "{key} = {x} in {v:#}");
+    }
+    assert!(v["gpu_bytes"].as_u64().unwrap() > 4 * 112_064, "{v:#}");
+    let (ok, _, err) = bitnet(&["bench", "train", "--shape", "gpt-9"]);
+    assert!(!ok && err.contains("unknown shape `gpt-9`"), "{err}");
+}

@@ -12,6 +12,7 @@ impl Gpu {
     pub fn upload(&self, name: &str, data: &[u8]) -> Result<wgpu::Buffer, GpuError> {
         let size = padded(data.len() as u64);
         self.check_binding(name, size)?;
+        self.allocated.set(self.allocated.get() + size);
         let padded_data;
         let contents = if size == data.len() as u64 {
             data
@@ -53,6 +54,7 @@ impl Gpu {
     pub fn storage(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         let bytes = padded(bytes);
         self.check_binding(name, bytes)?;
+        self.allocated.set(self.allocated.get() + bytes);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,

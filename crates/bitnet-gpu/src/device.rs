@@ -21,6 +21,8 @@ pub struct Gpu {
     pub(crate) dummy_rw: [wgpu::Buffer; 4],
     /// The linear-layer plan once [`Gpu::tune_gemm`] has measured it.
     pub(crate) gemm_plan: std::cell::Cell<Option<crate::matmul::GemmPlan>>,
+    /// Bytes of every storage buffer created so far (none is counted back when dropped).
+    pub(crate) allocated: std::cell::Cell<u64>,
 }
 
 /// What `bitnet info` and the app show about an adapter.
@@ -91,6 +93,7 @@ impl Gpu {
             dummy,
             dummy_rw,
             gemm_plan: Default::default(),
+            allocated: Default::default(),
         })
     }
 
@@ -150,6 +153,12 @@ impl Gpu {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    /// Bytes of all storage buffers created on this device so far: the peak of a run that frees
+    /// nothing, such as a benchmark.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.get()
     }
 
     /// Fails with a message naming `tensor` when `bytes` exceed one storage binding.
