@@ -70,14 +70,8 @@ enum Command {
         /// Output file (a safetensors container, see docs/FORMAT.md).
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
-        quantizer: QuantizerArg,
-        /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
-        #[arg(long)]
-        threshold: Option<f32>,
-        /// Scale of the threshold quantizer: optimal (mean |W| of non-zero codes) or absmean (the seed's).
-        #[arg(long)]
-        scale: Option<ScaleMode>,
+        #[command(flatten)]
+        quant: QuantArgs,
         /// 2bit (4 weights per byte) or trit5 (5 per byte).
         #[arg(long, default_value = "2bit")]
         packing: Packing,
@@ -98,14 +92,8 @@ enum Command {
         /// λ of the blend W + λ·(Q(W) − W) of every projection (0: the model as it is).
         #[arg(long, default_value_t = 0.0)]
         lambda: f32,
-        #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
-        quantizer: QuantizerArg,
-        /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
-        #[arg(long)]
-        threshold: Option<f32>,
-        /// Scale of the threshold quantizer: optimal or absmean.
-        #[arg(long)]
-        scale: Option<ScaleMode>,
+        #[command(flatten)]
+        quant: QuantArgs,
         /// Insert the post-attention RMSNorm (gain 1) after every o_proj.
         #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn")]
         rmsnorm_post_attn: bool,
@@ -167,6 +155,19 @@ enum BenchWhat {
     },
 }
 
+/// The quantizer flags shared by pack and grads.
+#[derive(clap::Args)]
+struct QuantArgs {
+    #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
+    quantizer: QuantizerArg,
+    /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Scale of the threshold quantizer: optimal (mean |W| of non-zero codes) or absmean (the seed's).
+    #[arg(long)]
+    scale: Option<ScaleMode>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum QuantizerArg {
     Absmean,
@@ -187,13 +188,11 @@ fn main() -> ExitCode {
         Command::Pack {
             model_dir,
             out,
-            quantizer,
-            threshold,
-            scale,
+            quant,
             packing,
             quantize_lm_head,
             cpu,
-        } => quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
+        } => quant.quantizer().and_then(|quantizer| {
             let opts = PackOptions {
                 quantizer,
                 packing,
@@ -206,13 +205,11 @@ fn main() -> ExitCode {
             model_dir,
             tokens,
             lambda,
-            quantizer,
-            threshold,
-            scale,
+            quant,
             rmsnorm_post_attn,
             quantize_lm_head,
             out,
-        } => quantizer_from_args(quantizer, threshold, scale).and_then(|quantizer| {
+        } => quant.quantizer().and_then(|quantizer| {
             let setup = ModelSetup {
                 quantizer,
                 post_attn_norm: rmsnorm_post_attn,
@@ -383,29 +380,31 @@ fn schedule(steps: u64, frac: f64, shape: Schedule, every: u64, json: bool) -> C
     Ok(())
 }
 
-fn quantizer_from_args(
-    q: QuantizerArg,
-    threshold: Option<f32>,
-    scale: Option<ScaleMode>,
-) -> Result<Quantizer, String> {
-    match q {
-        QuantizerArg::Absmean => {
-            if threshold.is_some() || scale.is_some() {
-                return Err("--threshold and --scale apply to --quantizer threshold only".into());
+impl QuantArgs {
+    /// The quantizer the flags describe.
+    fn quantizer(&self) -> Result<Quantizer, String> {
+        let (threshold, scale) = (self.threshold, self.scale);
+        match self.quantizer {
+            QuantizerArg::Absmean => {
+                if threshold.is_some() || scale.is_some() {
+                    return Err(
+                        "--threshold and --scale apply to --quantizer threshold only".into(),
+                    );
+                }
+                Ok(Quantizer::Absmean)
             }
-            Ok(Quantizer::Absmean)
-        }
-        QuantizerArg::Threshold => {
-            let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
-            if !(ratio.is_finite() && ratio >= 0.0) {
-                return Err(format!(
-                    "--threshold must be a non-negative number, got {ratio}"
-                ));
+            QuantizerArg::Threshold => {
+                let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
+                if !(ratio.is_finite() && ratio >= 0.0) {
+                    return Err(format!(
+                        "--threshold must be a non-negative number, got {ratio}"
+                    ));
+                }
+                Ok(Quantizer::Threshold {
+                    ratio,
+                    scale: scale.unwrap_or(ScaleMode::Optimal),
+                })
             }
-            Ok(Quantizer::Threshold {
-                ratio,
-                scale: scale.unwrap_or(ScaleMode::Optimal),
-            })
         }
     }
 }

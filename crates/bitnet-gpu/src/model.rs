@@ -197,7 +197,7 @@ impl GpuModel {
         // The quantizer statistics of every ternary weight, from its current values.
         for p in self.params.values() {
             if let (Some((_, stat_ops)), Some(_)) = (&p.stats, lambda) {
-                ops.extend(stat_ops.iter().map(clone_op));
+                ops.extend(stat_ops.iter().cloned());
             }
         }
         let w = |name: &str| &self.param(name).buf;
@@ -583,36 +583,6 @@ fn layer_of(name: &str) -> usize {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
-}
-
-fn clone_op(op: &Op) -> Op {
-    match op {
-        Op::Dispatch {
-            label,
-            pipeline,
-            bind_group,
-            groups,
-        } => Op::Dispatch {
-            label,
-            pipeline: pipeline.clone(),
-            bind_group: bind_group.clone(),
-            groups: *groups,
-        },
-        Op::Copy {
-            src,
-            src_offset,
-            dst,
-            dst_offset,
-            bytes,
-        } => Op::Copy {
-            src: src.clone(),
-            src_offset: *src_offset,
-            dst: dst.clone(),
-            dst_offset: *dst_offset,
-            bytes: *bytes,
-        },
-        Op::Clear(b) => Op::Clear(b.clone()),
-    }
 }
 
 struct LayerActs {

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use crate::device::Gpu;
 use crate::pipelines::{Constants, ShaderFamily};
 
+#[derive(Clone)]
 pub enum Op {
     Dispatch {
         label: &'static str,
