@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bitnet_core::cpu::model::next_token_targets;
+use bitnet_core::dataset::LossMask;
 use bitnet_core::model::Model;
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, Quantizer, ScaleMode};
@@ -18,9 +19,12 @@ use bitnet_core::{Packing, Schedule};
 use bitnet_gpu::Gpu;
 use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
 use bitnet_gpu::packer::{PackOptions, pack_model};
+use bitnet_gpu::trainer::TrainSettings;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::files::DirFiles;
+
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +107,74 @@ enum Command {
         /// Output safetensors: loss (1,), logits (B, T, V), grad.<name> for every parameter.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Fine-tune a model toward ternary weights on the GPU (the seed's flags, either spelling).
+    Train {
+        #[arg(long = "base-model", alias = "base_model")]
+        base_model: PathBuf,
+        /// JSONL: {"instruction", "input", "output", "domain"} per line.
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long = "out-dir", alias = "out_dir")]
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        /// Sequences per micro-batch.
+        #[arg(long, default_value_t = 2)]
+        bsz: usize,
+        #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
+        grad_accum: usize,
+        #[arg(long, default_value_t = 5e-5)]
+        lr: f64,
+        #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = 0.1)]
+        warmup_ratio: f64,
+        #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = 0.0)]
+        weight_decay: f32,
+        #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = 1.0)]
+        max_grad_norm: f32,
+        #[arg(
+            long = "lambda-warmup-frac",
+            alias = "lambda_warmup_frac",
+            default_value_t = 0.4
+        )]
+        lambda_warmup_frac: f64,
+        /// linear | sigmoid:K | exp:K | step:N | const:V
+        #[arg(
+            long = "lambda-schedule",
+            alias = "lambda_schedule",
+            default_value = "linear"
+        )]
+        lambda_schedule: String,
+        /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
+        #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = 1, num_args = 0..=1, default_missing_value = "1")]
+        rmsnorm_post_attn: u8,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
+        quantize_lm_head: bool,
+        #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+        seq_len: usize,
+        /// all (every token, the seed's) or response (only the answer).
+        #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
+        loss_mask: LossMask,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Checkpoint every N steps (default: steps / 4).
+        #[arg(long = "save-steps", alias = "save_steps")]
+        save_steps: Option<u64>,
+        #[arg(
+            long = "save-total-limit",
+            alias = "save_total_limit",
+            default_value_t = 2
+        )]
+        save_total_limit: usize,
+        /// Continue from the newest checkpoint in --out-dir.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long = "log-every", alias = "log_every", default_value_t = 10)]
+        log_every: u64,
+        #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
+        freeze_embeddings: bool,
     },
     /// Run every GPU kernel against its CPU reference on this adapter; non-zero exit on any failure.
     Selftest,
@@ -216,6 +288,63 @@ fn main() -> ExitCode {
                 quantize_lm_head,
             };
             grads(&model_dir, &tokens, lambda, setup, &out, cli.json)
+        }),
+        Command::Train {
+            base_model,
+            dataset,
+            out_dir,
+            steps,
+            bsz,
+            grad_accum,
+            lr,
+            warmup_ratio,
+            weight_decay,
+            max_grad_norm,
+            lambda_warmup_frac,
+            lambda_schedule,
+            rmsnorm_post_attn,
+            quant,
+            quantize_lm_head,
+            seq_len,
+            loss_mask,
+            seed,
+            save_steps,
+            save_total_limit,
+            resume,
+            log_every,
+            freeze_embeddings,
+        } => quant.quantizer().and_then(|quantizer| {
+            let args = train::TrainArgs {
+                base_model,
+                dataset,
+                out_dir,
+                settings: TrainSettings {
+                    steps,
+                    bsz,
+                    grad_accum,
+                    lr,
+                    warmup_ratio,
+                    lambda_warmup_frac,
+                    schedule: lambda_schedule,
+                    seed,
+                    adam: train::adam(weight_decay, max_grad_norm),
+                    freeze_embeddings,
+                },
+                setup: ModelSetup {
+                    quantizer,
+                    post_attn_norm: rmsnorm_post_attn != 0,
+                    quantize_lm_head,
+                },
+                seq_len,
+                loss_mask,
+                save_steps: save_steps
+                    .unwrap_or(train::default_save_steps(steps))
+                    .max(1),
+                save_total_limit,
+                resume,
+                log_every,
+            };
+            train::train(&args, cli.json)
         }),
         Command::Selftest => selftest(cli.json),
         Command::Bench {

@@ -1,6 +1,7 @@
 //! The `bitnet` binary on the committed transformers fixtures (tests/fixtures, written by
 //! tools/make_fixtures.py): inspect, schedule, pack and unpack, and clear errors on bad input.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -461,4 +462,260 @@ fn bench_train_reports_a_full_training_step() {
     assert!(v["gpu_bytes"].as_u64().unwrap() > 4 * 112_064, "{v:#}");
     let (ok, _, err) = bitnet(&["bench", "train", "--shape", "gpt-9"]);
     assert!(!ok && err.contains("unknown shape `gpt-9`"), "{err}");
+}
+
+/// A small JSONL in the seed's schema.
+fn dataset(dir: &Path) -> PathBuf {
+    let path = dir.join("data.jsonl");
+    let rows = [
+        (
+            "Write a haiku about the sea.",
+            "Waves fold into foam, the tide keeps its time.",
+            "writing",
+        ),
+        (
+            "Solve this math problem: what is 12 times 7?",
+            "12 times 7 is 84.",
+            "math",
+        ),
+        (
+            "Write a Python function to reverse a string.",
+            "def reverse(s): return s[::-1]",
+            "coding",
+        ),
+        (
+            "Answer this question with step-by-step reasoning: why is the sky blue?",
+            "Blue light scatters most.",
+            "reasoning",
+        ),
+        (
+            "Write a haiku about the moon.",
+            "Pale light on the sea.",
+            "writing",
+        ),
+        (
+            "Solve this math problem: what is 9 plus 4?",
+            "9 plus 4 is 13.",
+            "math",
+        ),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(i, o, d)| {
+            serde_json::json!({"instruction": i, "input": "", "output": o, "domain": d}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train_args<'a>(data: &'a str, out: &'a str, model: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--base_model",
+        model,
+        "--dataset",
+        data,
+        "--out_dir",
+        out,
+        "--steps",
+        steps,
+        "--bsz",
+        "2",
+        "--grad_accum",
+        "1",
+        "--lr",
+        "3e-3",
+        "--seq-len",
+        "32",
+        "--rmsnorm_post_attn",
+        "0",
+    ]
+}
+
+/// 60 steps on the llama fixture: the loss falls, metrics.jsonl's λ is the linear schedule at every
+/// step, the packed codes are ternary and decode to the HF folder's weights, the manifest matches.
+#[test]
+fn train_sixty_steps_writes_metrics_packed_file_hf_folder_and_manifest() {
+    let dir = tmp("train60");
+    let data = dataset(&dir);
+    let out = dir.join("run");
+    let model = fixtures().join("llama");
+    let mut args = train_args(
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "60",
+    );
+    args.extend(["--log-every", "1", "--json"]);
+    let manifest = json(&args);
+    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 60);
+    for (s, m) in metrics.iter().enumerate() {
+        assert_eq!(m["step"], s as u64);
+        let want = if s < 24 { s as f64 / 24.0 } else { 1.0 };
+        assert!(
+            (m["lambda"].as_f64().unwrap() - want).abs() < 1e-12,
+            "step {s}: {m}"
+        );
+        assert_eq!(m["phase"], if s < 24 { "warmup" } else { "ternary" });
+    }
+    let (first, last) = (
+        metrics[0]["loss"].as_f64().unwrap(),
+        metrics[59]["loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "loss {first} → {last}");
+    // Losses are f32: compare them as such (JSON prints an f32 and its f64 widening differently).
+    assert_eq!(
+        manifest["first_loss"].as_f64().unwrap() as f32,
+        first as f32
+    );
+    assert_eq!(manifest["final_loss"].as_f64().unwrap() as f32, last as f32);
+    assert_eq!(manifest["training_steps"], 60);
+    assert_eq!(manifest["final_lambda"], 1.0);
+    assert_eq!(manifest["compression_ready"], true);
+    assert_eq!(manifest["model_type"], "bitnet158");
+    assert_eq!(manifest["quantizer"], "absmean");
+    assert_eq!(manifest["rmsnorm_post_attn"], false);
+    assert_eq!(manifest["lambda_warmup_frac"], 0.4);
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk, manifest);
+    // Checkpoints every 15 steps, the last two kept.
+    let mut ckpts: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    ckpts.sort();
+    assert_eq!(
+        ckpts,
+        ["checkpoint-45.safetensors", "checkpoint-60.safetensors"]
+    );
+    // The packed file: its checksum is the manifest's; its codes are ternary and decode to hf/.
+    let packed_bytes = std::fs::read(out.join("model.bitnet.safetensors")).unwrap();
+    assert_eq!(manifest["packed_bytes"], packed_bytes.len());
+    let packed = bitnet_core::packed::PackedModel::parse("packed", &packed_bytes).unwrap();
+    assert_eq!(
+        manifest["checksum"].as_str().unwrap(),
+        packed.st.header.metadata["checksum"]
+    );
+    let hf: BTreeMap<String, Vec<f32>> = read_tensors(&out.join("hf"))
+        .into_iter()
+        .map(|(n, _, v)| (n, v))
+        .collect();
+    assert_eq!(packed.shapes.len(), 14);
+    for name in packed.shapes.keys() {
+        let t = packed.ternary(name).unwrap();
+        assert!(t.codes.iter().all(|c| (-1..=1).contains(c)), "{name}");
+        assert_eq!(t.dequantize(), hf[name], "{name}");
+    }
+    assert!(out.join("hf/config.json").is_file() && out.join("hf/tokenizer.json").is_file());
+}
+
+/// A run killed after a checkpoint and resumed ends with the same weights as an uninterrupted run.
+#[test]
+fn train_resumed_after_sigkill_ends_where_an_uninterrupted_run_does() {
+    let dir = tmp("train-resume");
+    let data = dataset(&dir);
+    let model = fixtures().join("llama");
+    let (whole, cut) = (dir.join("whole"), dir.join("cut"));
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = train_args(
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+            model.to_str().unwrap(),
+            "24",
+        )
+        .into_iter()
+        .map(String::from)
+        .collect();
+        a.extend(["--save-steps", "4"].map(String::from));
+        a
+    };
+    let (ok, _, err) = bitnet(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args(&cut))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !cut.join("checkpoint-8.safetensors").exists() {
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "no checkpoint-8 appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !cut.join("training_manifest.json").exists(),
+        "the run finished before it was killed"
+    );
+    let mut resume = args(&cut);
+    resume.push("--resume".into());
+    let (ok, out, err) = bitnet(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok && out.contains("resumed from"), "{out}{err}");
+    let a = std::fs::read(whole.join("hf/model.safetensors")).unwrap();
+    let b = std::fs::read(cut.join("hf/model.safetensors")).unwrap();
+    assert!(
+        a == b,
+        "resumed weights differ from the uninterrupted run's"
+    );
+    let lines = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let steps = |t: String| {
+        t.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps(lines(&whole)), steps(lines(&cut)));
+}
+
+/// A diverging run (absurd learning rate) stops at the first non-finite loss, names the step, and
+/// leaves the checkpoint before it intact.
+#[test]
+fn train_stops_on_a_non_finite_loss_and_keeps_the_last_checkpoint() {
+    let dir = tmp("train-nan");
+    let data = dataset(&dir);
+    let model = fixtures().join("llama");
+    let out = dir.join("run");
+    let mut args = train_args(
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "10",
+    );
+    let lr_at = args.iter().position(|a| *a == "3e-3").unwrap();
+    args[lr_at] = "1e30";
+    args.extend(["--save-steps", "1", "--warmup-ratio", "0"]);
+    let (ok, _, err) = bitnet(&args);
+    assert!(!ok, "a diverging run must fail");
+    assert!(err.contains("not finite") && err.contains("step "), "{err}");
+    let ckpt = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+        })
+        .expect("the checkpoint before the failure is kept");
+    assert!(err.contains(&ckpt.display().to_string()), "{err}");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    SafeTensors::parse("checkpoint", &bytes).expect("the kept checkpoint is a valid file");
+    assert!(!out.join("training_manifest.json").exists());
 }
