@@ -154,11 +154,20 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
     let qkv = ((cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim) as u64;
     let activations = 4 * tokens * (layers * (10 * h + 2 * qkv + 3 * i) + 2 * v + 12 * h + 4 * i);
     let state = 16 * params; // weights, gradients, two moments
-    let largest = 4 * tokens * v;
+    // The largest single buffer: a micro-batch's logits, or the largest weight.
+    let biggest_weight = param_table(&cfg)
+        .into_iter()
+        .max_by_key(|p| p.numel())
+        .map(|p| (4 * p.numel() as u64, p.name))
+        .map(|(bytes, name)| (name, bytes));
+    let (largest_name, largest) = match biggest_weight {
+        Some((name, bytes)) if bytes > 4 * tokens * v => (name, bytes),
+        _ => ("the logits of a micro-batch".to_string(), 4 * tokens * v),
+    };
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     if !json {
         println!(
-            "GPU memory needed: {} ({} weights, gradients and AdamW moments; {} activations per micro-batch of {} tokens); largest buffer {} (logits) of {} allowed per binding on {}",
+            "GPU memory needed: {} ({} weights, gradients and AdamW moments; {} activations per micro-batch of {} tokens); largest buffer {} ({largest_name}) of {} allowed per binding on {}",
             human_bytes(state + activations),
             human_bytes(state),
             human_bytes(activations),
@@ -170,12 +179,12 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
     }
     if largest > gpu.max_binding() {
         return Err(format!(
-            "the logits of a micro-batch ({} × {} tokens × {} vocabulary) need {}, more than the adapter's {} per binding; lower --bsz or --seq-len",
+            "{largest_name} needs {}, more than the adapter's {} per binding (micro-batch {} × {} tokens, vocabulary {}); lower --bsz or --seq-len, or use a GPU with larger bindings",
+            human_bytes(largest),
+            human_bytes(gpu.max_binding()),
             s.bsz,
             args.seq_len,
-            cfg.vocab_size,
-            human_bytes(largest),
-            human_bytes(gpu.max_binding())
+            cfg.vocab_size
         ));
     }
 

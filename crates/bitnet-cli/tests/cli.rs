@@ -719,3 +719,33 @@ fn train_stops_on_a_non_finite_loss_and_keeps_the_last_checkpoint() {
     SafeTensors::parse("checkpoint", &bytes).expect("the kept checkpoint is a valid file");
     assert!(!out.join("training_manifest.json").exists());
 }
+
+/// Before allocating, train prints what the run needs and refuses a buffer no binding can hold.
+#[test]
+fn train_refuses_a_run_whose_logits_cannot_fit_a_binding() {
+    let dir = tmp("train-too-big");
+    let data = dataset(&dir);
+    let model = fixtures().join("llama");
+    let out = dir.join("run");
+    let mut args = train_args(
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "10",
+    );
+    let bsz_at = args.iter().position(|a| *a == "--bsz").unwrap() + 1;
+    args[bsz_at] = "100000";
+    let seq_at = args.iter().position(|a| *a == "--seq-len").unwrap() + 1;
+    args[seq_at] = "100000";
+    let (ok, stdout, err) = bitnet(&args);
+    assert!(!ok, "an impossible run must be refused");
+    assert!(stdout.contains("GPU memory needed"), "{stdout}");
+    assert!(
+        err.contains("the logits of a micro-batch") && err.contains("per binding"),
+        "{err}"
+    );
+    assert!(
+        !out.join("metrics.jsonl").exists(),
+        "nothing is written for a refused run"
+    );
+}
