@@ -25,6 +25,10 @@ fn gpu() -> Gpu {
 
 /// A trainer on the llama fixture over five short examples (2 sequences × 2 micro-batches a step).
 fn trainer(gpu: &Gpu, steps: u64) -> Trainer {
+    trainer_with(gpu, steps, false)
+}
+
+fn trainer_with(gpu: &Gpu, steps: u64, freeze_embeddings: bool) -> Trainer {
     let (model, weights) = oracle::load("llama");
     let tok =
         Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap()).unwrap();
@@ -62,7 +66,7 @@ fn trainer(gpu: &Gpu, steps: u64) -> Trainer {
         schedule: "linear".into(),
         seed: 42,
         adam: AdamConfig::default(),
-        freeze_embeddings: false,
+        freeze_embeddings,
     };
     let setup = ModelSetup {
         quantizer: Quantizer::Absmean,
@@ -159,4 +163,17 @@ fn a_nan_stops_training_and_names_the_step() {
         ),
     }
     assert_eq!(t.step, 2, "the failed step must not count");
+}
+
+#[test]
+fn frozen_embeddings_stay_as_they_were() {
+    let gpu = gpu();
+    let mut t = trainer_with(&gpu, 4, true);
+    let before = weights(&gpu, &t);
+    run(&gpu, &mut t, 2);
+    let after = weights(&gpu, &t);
+    let embed = "model.embed_tokens.weight";
+    assert!(before[embed] == after[embed], "the embeddings moved");
+    let q = "model.layers.0.self_attn.q_proj.weight";
+    assert!(before[q] != after[q], "the projections did not train");
 }
