@@ -48,3 +48,67 @@ fn gpu_model_matches_pytorch_float64() {
         }
     }
 }
+
+/// With lm_head blended too (the seed's choice), the GPU model matches the CPU reference model
+/// (which matches PyTorch elsewhere): untied llama and tied qwen2 at λ = 0.5.
+#[test]
+fn gpu_model_with_a_quantized_lm_head_matches_the_cpu_reference() {
+    use bitnet_core::cpu::model::{ModelOptions, loss_and_grads};
+
+    let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test");
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    for model_name in ["llama", "qwen2"] {
+        let (model, params) = oracle::load(model_name);
+        let cfg = &model.config;
+        let blend = Some((Quantizer::Absmean, 0.5));
+        let opts = ModelOptions {
+            blend,
+            post_attn_norm: false,
+            quantize_lm_head: true,
+        };
+        let want = loss_and_grads(cfg, &params, &tokens, &targets, &opts);
+        let setup = ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: true,
+        };
+        let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
+        let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+        gpu.submit(&m.forward_backward(&gpu, &batch, Some(0.5)).unwrap());
+        let n = tokens.len() * tokens[0].len();
+        let loss: f32 = pollster::block_on(gpu.read_f32("loss", &batch.loss, n))
+            .unwrap()
+            .iter()
+            .sum();
+        assert!(
+            ((loss - want.loss) / want.loss).abs() <= 1e-4,
+            "{model_name}: loss {loss} vs {}",
+            want.loss
+        );
+        for (name, g) in &want.grads {
+            let got =
+                pollster::block_on(gpu.read_f32(name, m.grad(name).unwrap(), g.len())).unwrap();
+            let err = oracle::rel_l2(&got, g);
+            assert!(
+                err <= 1e-3,
+                "{model_name}: gradient of {name} off by {err:.2e}"
+            );
+        }
+        // The blended lm_head changes the model: the loss differs from the unblended head's.
+        let plain = loss_and_grads(
+            cfg,
+            &params,
+            &tokens,
+            &targets,
+            &ModelOptions {
+                quantize_lm_head: false,
+                ..opts
+            },
+        );
+        assert!(
+            (plain.loss - want.loss).abs() > 1e-4,
+            "{model_name}: lm_head blending had no effect"
+        );
+    }
+}
