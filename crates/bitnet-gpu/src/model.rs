@@ -170,7 +170,7 @@ impl GpuModel {
 
     /// Ops of one forward and backward pass over `batch` at blend factor `lambda` (None: the
     /// projections as they are). Gradients accumulate into the gradient buffers; the loss per row
-    /// (already divided by the number of trained positions) is in `batch.loss`.
+    /// (already divided by `batch.loss_divisor`) is in `batch.loss`.
     pub fn forward_backward(
         &self,
         gpu: &Gpu,

@@ -70,6 +70,8 @@ pub enum TrainError {
     },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("{0}")]
+    Settings(String),
 }
 
 pub struct Trainer {
@@ -97,12 +99,9 @@ impl Trainer {
         pad_id: u32,
         settings: TrainSettings,
     ) -> Result<Trainer, TrainError> {
-        let schedule: Schedule = settings
-            .schedule
-            .parse()
-            .map_err(|e: String| TrainError::Checkpoint(e))?;
+        let schedule: Schedule = settings.schedule.parse().map_err(TrainError::Settings)?;
         if data.is_empty() || settings.bsz == 0 || settings.grad_accum == 0 {
-            return Err(TrainError::Checkpoint(
+            return Err(TrainError::Settings(
                 "training needs data, a batch size and gradient accumulation of at least 1".into(),
             ));
         }
