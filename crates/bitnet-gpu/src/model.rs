@@ -193,6 +193,18 @@ impl GpuModel {
         let blend = lambda.map(|l| (self.setup.quantizer, l));
         let scratch = self.scratch.as_ref();
         let attn_shape = [b, t, hq, hkv, d];
+        // RoPE (or, backward, its transpose) over `heads` heads of x (B, T, heads, D).
+        let rope = |backward: bool, heads: u32, x: &wgpu::Buffer, out: &wgpu::Buffer| {
+            gpu.rope(
+                backward,
+                [b, t, heads, d],
+                0,
+                x,
+                &batch.cos,
+                &batch.sin,
+                out,
+            )
+        };
         let mut ops = Vec::new();
         // The quantizer statistics of every ternary weight, from its current values.
         for p in self.params.values() {
@@ -267,24 +279,8 @@ impl GpuModel {
                 &la.n1,
                 &la.v,
             );
-            ops.push(gpu.rope(
-                false,
-                [b, t, hq, d],
-                0,
-                &la.q,
-                &batch.cos,
-                &batch.sin,
-                &la.qr,
-            ));
-            ops.push(gpu.rope(
-                false,
-                [b, t, hkv, d],
-                0,
-                &la.k,
-                &batch.cos,
-                &batch.sin,
-                &la.kr,
-            ));
+            ops.push(rope(false, hq, &la.q, &la.qr));
+            ops.push(rope(false, hkv, &la.k, &la.kr));
             ops.extend(
                 gpu.attention_forward(attn_shape, &la.qr, &la.kr, &la.v, &la.att, &la.astats)?,
             );
@@ -508,24 +504,8 @@ impl GpuModel {
                 dst_offset: 0,
                 bytes: kv_bytes,
             });
-            ops.push(gpu.rope(
-                true,
-                [b, t, hq, d],
-                0,
-                &a.dqr,
-                &batch.cos,
-                &batch.sin,
-                &a.dq,
-            ));
-            ops.push(gpu.rope(
-                true,
-                [b, t, hkv, d],
-                0,
-                &a.dkr,
-                &batch.cos,
-                &batch.sin,
-                &a.dk,
-            ));
+            ops.push(rope(true, hq, &a.dqr, &a.dq));
+            ops.push(rope(true, hkv, &a.dkr, &a.dk));
             linear_back(
                 &mut ops,
                 &format!("{att}.q_proj"),
