@@ -188,6 +188,16 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
         ));
     }
 
+    // Linear layers run with the variant and blend path measured fastest on this adapter.
+    let clock = Instant::now();
+    let plan = pollster::block_on(gpu.tune_gemm(&|| clock.elapsed().as_secs_f64() * 1e3))
+        .map_err(|e| e.to_string())?;
+    if !json {
+        println!(
+            "linear layers: {:?} kernels, λ-blend {:?} (measured fastest here)",
+            plan.variant, plan.blend
+        );
+    }
     let weights =
         pollster::block_on(model.all_f32(&files)).map_err(|e| format!("{dir_name}: {e}"))?;
     std::fs::create_dir_all(&args.out_dir).map_err(|e| io(&args.out_dir, e))?;
