@@ -12,7 +12,9 @@ pub mod packed;
 pub mod params;
 pub mod quant;
 pub mod safetensors;
+pub mod sample;
 pub mod schedule;
+pub mod selfgen;
 pub mod summary;
 pub mod tokenizer;
 

@@ -5,8 +5,10 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod buffer;
+pub mod decode;
 pub mod device;
 pub mod error;
+pub mod generate;
 pub mod kernels;
 pub mod matmul;
 pub mod model;

@@ -177,6 +177,27 @@ impl GpuModel {
         batch: &Batch,
         lambda: Option<f32>,
     ) -> Result<Vec<Op>, GpuError> {
+        self.pass(gpu, batch, lambda, true)
+    }
+
+    /// Ops of the forward pass only: the loss per row in `batch.loss`, the logits in
+    /// `batch.logits()` (evaluation; no gradient is touched).
+    pub fn forward_loss(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        lambda: Option<f32>,
+    ) -> Result<Vec<Op>, GpuError> {
+        self.pass(gpu, batch, lambda, false)
+    }
+
+    fn pass(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        lambda: Option<f32>,
+        backward: bool,
+    ) -> Result<Vec<Op>, GpuError> {
         let cfg = &self.cfg;
         let (h, inter, vocab) = (
             cfg.hidden_size as u32,
@@ -367,6 +388,9 @@ impl GpuModel {
         ));
         let nv = batch.loss_divisor;
         ops.push(gpu.xent_forward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &batch.loss));
+        if !backward {
+            return Ok(ops);
+        }
 
         // Backward: a.dx carries dL/d(residual stream) from the top down.
         ops.push(gpu.xent_backward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &a.dlogits));

@@ -3,7 +3,9 @@
 //! adapter. Comparison rule (STYLE.md): |gpu − cpu| ≤ atol + rtol·|cpu|, reporting the max
 //! difference and the first bad index.
 
-use bitnet_core::cpu::attention::{AttnShape, attention_backward, attention_forward};
+use bitnet_core::cpu::attention::{
+    AttnShape, attention_backward, attention_forward, decode_attention, rope_at,
+};
 use bitnet_core::cpu::optim::{AdamW, act_quant8, grad_norm};
 use bitnet_core::cpu::{
     self, embedding as ce, matmul as cm, norm as cn, rope as cr, swiglu as cs, xent as cx,
@@ -11,6 +13,7 @@ use bitnet_core::cpu::{
 use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
 
+use crate::decode::DecodeShape;
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::kernels::AdamStep;
@@ -826,6 +829,94 @@ async fn loss_attention_optim_checks(
     Ok(())
 }
 
+/// The KV-cache kernels (decode.wgsl): RoPE at per-sequence positions, the cache append and the
+/// attention of one new query per sequence over its cached rows.
+async fn decode_checks(gpu: &Gpu, rng: &mut Rng, out: &mut Vec<Check>) -> Result<(), GpuError> {
+    for (hq, hkv, d, cap, pos) in [
+        (4usize, 2usize, 16usize, 9usize, vec![5u32, 2, 0]),
+        (6, 2, 64, 3000, vec![2999, 1234]),
+    ] {
+        let b = pos.len();
+        let (kvd, row) = (hkv * d, cap * hkv * d);
+        let (q, knew, vnew) = (
+            rng.vec(b * hq * d, 1.0),
+            rng.vec(b * kvd, 1.0),
+            rng.vec(b * kvd, 1.0),
+        );
+        let (mut kc, mut vc) = (rng.vec(b * row, 1.0), rng.vec(b * row, 1.0));
+        let (kc0, vc0) = (kc.clone(), vc.clone());
+        let (cos, sin) = cr::rope_tables(cap, d, 10000.0);
+        let want_q = rope_at(&q, &cos, &sin, hq, d, &pos);
+        let want_k = rope_at(&knew, &cos, &sin, hkv, d, &pos);
+        for (s, &p) in pos.iter().enumerate() {
+            let at = s * row + p as usize * kvd;
+            kc[at..at + kvd].copy_from_slice(&want_k[s * kvd..(s + 1) * kvd]);
+            vc[at..at + kvd].copy_from_slice(&vnew[s * kvd..(s + 1) * kvd]);
+        }
+        let want = decode_attention(hq, hkv, d, cap, &want_q, &kc, &vc, &pos);
+        let shape = DecodeShape {
+            b: b as u32,
+            hq: hq as u32,
+            hkv: hkv as u32,
+            d: d as u32,
+            cap: cap as u32,
+        };
+        let (qb, kb, vb, kcb, vcb) = (
+            gpu.upload_f32("q", &q)?,
+            gpu.upload_f32("k", &knew)?,
+            gpu.upload_f32("v", &vnew)?,
+            gpu.upload_f32("key cache", &kc0)?,
+            gpu.upload_f32("value cache", &vc0)?,
+        );
+        let (cb, sb) = (gpu.upload_f32("cos", &cos)?, gpu.upload_f32("sin", &sin)?);
+        let pb = gpu.upload("positions", bytemuck::cast_slice(&pos))?;
+        let (qrb, krb, scb, ob) = (
+            zeros(gpu, "q rope", q.len())?,
+            zeros(gpu, "k rope", knew.len())?,
+            zeros(gpu, "scores", b * hq * cap)?,
+            zeros(gpu, "out", q.len())?,
+        );
+        let mut ops = vec![
+            gpu.rope_at(shape, hq as u32, &qb, &cb, &sb, &pb, &qrb)?,
+            gpu.rope_at(shape, hkv as u32, &kb, &cb, &sb, &pb, &krb)?,
+        ];
+        ops.extend(gpu.decode_attention(
+            shape, cap as u32, &qrb, &krb, &vb, &pb, &kcb, &vcb, &scb, &ob,
+        )?);
+        gpu.submit(&ops);
+        let tag = format!("b{b} hq{hq} hkv{hkv} d{d} cap{cap}");
+        out.push(Check::compare(
+            format!("decode rope_at {tag}"),
+            &gpu.read_f32("q rope", &qrb, q.len()).await?,
+            &want_q,
+            1e-6,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("decode append (key cache) {tag}"),
+            &gpu.read_f32("key cache", &kcb, kc.len()).await?,
+            &kc,
+            1e-6,
+            1e-5,
+        ));
+        out.push(Check::compare(
+            format!("decode append (value cache) {tag}"),
+            &gpu.read_f32("value cache", &vcb, vc.len()).await?,
+            &vc,
+            0.0,
+            0.0,
+        ));
+        out.push(Check::compare(
+            format!("decode attention {tag}"),
+            &gpu.read_f32("out", &ob, q.len()).await?,
+            &want,
+            1e-5,
+            1e-4,
+        ));
+    }
+    Ok(())
+}
+
 /// Every kernel against its CPU reference at fixed seeds: what `bitnet selftest` and the browser
 /// suite run.
 pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
@@ -849,6 +940,9 @@ pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
     }
     if let Err(e) = loss_attention_optim_checks(gpu, &mut rng, &mut out).await {
         out.push(Check::failed("loss, attention, optimizer", e.to_string()));
+    }
+    if let Err(e) = decode_checks(gpu, &mut rng, &mut out).await {
+        out.push(Check::failed("decode attention", e.to_string()));
     }
     out
 }

@@ -1,0 +1,139 @@
+//! Generation with the KV cache against transformers' `generate(do_sample=False)` in float64
+//! (tests/fixtures/generate, written by tools/make_generate_oracle.py): the three prompts of each
+//! fixture model run as ONE batch of different lengths; every greedy token must equal the oracle's,
+//! and the logits each token was chosen from (the prefill's last position first) must match within
+//! 1e-3·max|logit|. Fails, never skips, without an adapter.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "../../../tests/support/oracle.rs"]
+#[allow(dead_code)]
+mod oracle;
+
+use bitnet_core::sample::Sampling;
+use bitnet_core::tokenizer::Tokenizer;
+use bitnet_gpu::Gpu;
+use bitnet_gpu::generate::{GenerateOptions, Generator};
+
+#[derive(serde::Deserialize)]
+struct Prompt {
+    text: String,
+    ids: Vec<u32>,
+    new_ids: Vec<u32>,
+    step_logits: Vec<Vec<f64>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    max_new_tokens: usize,
+    eos_token_id: Vec<u32>,
+    prompts: Vec<Prompt>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let path = oracle::fixtures().join(format!("generate/{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn greedy(max_new_tokens: usize, eos: Vec<u32>) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens,
+        sampling: Sampling::Greedy,
+        seed: 0,
+        first_stream: 0,
+        eos,
+        keep_logits: true,
+    }
+}
+
+#[test]
+fn greedy_generation_matches_transformers_token_for_token() {
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    for name in oracle::MODELS {
+        let (model, params) = oracle::load(name);
+        let fx = fixture(name);
+        let tok = Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap())
+            .unwrap();
+        for p in &fx.prompts {
+            assert_eq!(
+                tok.encode(&p.text, true).unwrap(),
+                p.ids,
+                "{name}: {:?}",
+                p.text
+            );
+        }
+        let gen_ = Generator::new(&gpu, &model.config, &params).unwrap();
+        let prompts: Vec<Vec<u32>> = fx.prompts.iter().map(|p| p.ids.clone()).collect();
+        let lens: std::collections::BTreeSet<usize> = prompts.iter().map(Vec::len).collect();
+        assert_eq!(lens.len(), 3, "the batch mixes three prompt lengths");
+        let opts = greedy(fx.max_new_tokens, fx.eos_token_id.clone());
+        let mut seen = 0;
+        let out = pollster::block_on(
+            gen_.generate(&gpu, &prompts, &opts, &|| 0.0, &mut |_, _| seen += 1),
+        )
+        .unwrap();
+        for (i, p) in fx.prompts.iter().enumerate() {
+            assert_eq!(out.tokens[i], p.new_ids, "{name}: prompt {i} {:?}", p.text);
+            for (step, (got, want)) in out.logits[i].iter().zip(&p.step_logits).enumerate() {
+                let max = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+                let worst = got
+                    .iter()
+                    .zip(want)
+                    .map(|(g, w)| (*g as f64 - w).abs())
+                    .fold(0f64, f64::max);
+                assert!(
+                    worst <= 1e-3 * max,
+                    "{name}: prompt {i} step {step}: logits differ by {worst:e} (max |logit| {max})"
+                );
+            }
+        }
+        assert_eq!(seen, out.tokens.iter().map(Vec::len).sum::<usize>());
+        assert_eq!(
+            out.prefill_tokens,
+            prompts.iter().map(Vec::len).sum::<usize>()
+        );
+    }
+}
+
+/// Sequences that end at different steps: with the oracle's token of prompt 0 at step 3 as the
+/// end-of-sequence id, every prompt stops right after its first occurrence (kept), the others
+/// continue unchanged, and a budget of 5 cuts every sequence.
+#[test]
+fn sequences_of_a_batch_end_at_their_own_eos_or_budget() {
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let (model, params) = oracle::load("mistral");
+    let fx = fixture("mistral");
+    let gen_ = Generator::new(&gpu, &model.config, &params).unwrap();
+    let prompts: Vec<Vec<u32>> = fx.prompts.iter().map(|p| p.ids.clone()).collect();
+    let eos = fx.prompts[0].new_ids[3];
+    let out = pollster::block_on(gen_.generate(
+        &gpu,
+        &prompts,
+        &greedy(fx.max_new_tokens, vec![eos]),
+        &|| 0.0,
+        &mut |_, _| {},
+    ))
+    .unwrap();
+    for (i, p) in fx.prompts.iter().enumerate() {
+        let want: Vec<u32> = match p.new_ids.iter().position(|&t| t == eos) {
+            Some(at) => p.new_ids[..=at].to_vec(),
+            None => p.new_ids.clone(),
+        };
+        assert_eq!(out.tokens[i], want, "prompt {i}");
+        assert_eq!(out.ended[i], want.last() == Some(&eos));
+    }
+    assert!(out.ended[0] && out.tokens[0].len() == 4);
+    let short = pollster::block_on(gen_.generate(
+        &gpu,
+        &prompts,
+        &greedy(5, vec![]),
+        &|| 0.0,
+        &mut |_, _| {},
+    ))
+    .unwrap();
+    for (i, p) in fx.prompts.iter().enumerate() {
+        assert_eq!(short.tokens[i], p.new_ids[..5], "prompt {i}");
+        assert!(!short.ended[i]);
+    }
+}
