@@ -3,6 +3,9 @@
 //! it at the top with pollster.
 
 mod files;
+mod infer;
+mod pipeline;
+mod selfgen;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -176,6 +179,152 @@ enum Command {
         #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
         freeze_embeddings: bool,
     },
+    /// Continue a prompt on the GPU (KV cache), from a model folder or a packed file.
+    Generate {
+        /// A Hugging Face model folder, or a packed file (`bitnet pack`, `bitnet train`).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(
+            long = "max-new-tokens",
+            alias = "max_new_tokens",
+            default_value_t = 128
+        )]
+        max_new_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Ternarize the projections first (γ·q, as `bitnet pack` would; a packed file already is).
+        #[arg(long)]
+        ternary: bool,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Prompt through the tokenizer's chat template (one user message).
+        #[arg(long)]
+        chat: bool,
+    },
+    /// Let the model write its own training data (JSONL), as the seed did: templates, sampling,
+    /// the five filters and exact-duplicate removal. Lines are written as they pass.
+    Selfgen {
+        #[arg(long, alias = "model_path")]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Samples to keep.
+        #[arg(long, default_value_t = 1000)]
+        num: u64,
+        #[arg(
+            long = "max-new-tokens",
+            alias = "max_new_tokens",
+            default_value_t = 256
+        )]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Prompts generated together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Continue an interrupted run of --out (same settings) up to --num.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this many attempts (default 4 × --num).
+        #[arg(long = "max-attempts", alias = "max_attempts")]
+        max_attempts: Option<u64>,
+        /// JSON templates {"domains": [{"name", "form" (with {task}), "tasks": [...]}]}.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// Prompt through the tokenizer's chat template (instruct models).
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f32,
+        #[arg(long = "top-p", alias = "top_p", default_value_t = 0.9)]
+        top_p: f32,
+        /// 0 keeps every token; 50 is transformers' default, which the seed ran with.
+        #[arg(long = "top-k", alias = "top_k", default_value_t = 50)]
+        top_k: usize,
+    },
+    /// Perplexity of a model (folder or packed file) over a JSONL dataset in the training format.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        ternary: bool,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+        seq_len: usize,
+        #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
+        loss_mask: LossMask,
+        /// Sequences per batch.
+        #[arg(long, default_value_t = 4)]
+        bsz: usize,
+    },
+    /// The whole pipeline: self-generate data, train toward ternary, pack, and perplexity before and
+    /// after on held-out samples. Run it again with the same --out-dir to continue where it stopped.
+    Run {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long = "out-dir", alias = "out_dir")]
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        num: u64,
+        #[arg(
+            long = "max-new-tokens",
+            alias = "max_new_tokens",
+            default_value_t = 256
+        )]
+        max_new_tokens: usize,
+        /// Prompts generated together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        #[arg(long, default_value_t = 2)]
+        bsz: usize,
+        #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
+        grad_accum: usize,
+        #[arg(long, default_value_t = 5e-5)]
+        lr: f64,
+        #[arg(
+            long = "lambda-warmup-frac",
+            alias = "lambda_warmup_frac",
+            default_value_t = 0.4
+        )]
+        lambda_warmup_frac: f64,
+        #[arg(
+            long = "lambda-schedule",
+            alias = "lambda_schedule",
+            default_value = "linear"
+        )]
+        lambda_schedule: String,
+        #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+        seq_len: usize,
+        /// 1: the trained post-attention RMSNorm (the seed's default); 0: not.
+        #[arg(
+            long = "rmsnorm-post-attn",
+            alias = "rmsnorm_post_attn",
+            default_value_t = 1
+        )]
+        rmsnorm_post_attn: u8,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        chat: bool,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// The pipeline on a built-in tiny model: self-generation, training, packing, perplexity, the λ/loss
+    /// table and a sample from the ternary model, in a few minutes even on a CPU adapter.
+    Demo {
+        /// Where the demo writes its model, data and outputs.
+        #[arg(long = "out-dir", alias = "out_dir", default_value = "bitnet-demo")]
+        out_dir: PathBuf,
+    },
     /// Run every GPU kernel against its CPU reference on this adapter; non-zero exit on any failure.
     Selftest,
     /// Benchmark the GPU kernels (each validated first): median time and GFLOP/s or GB/s.
@@ -225,6 +374,32 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         steps: usize,
     },
+}
+
+/// How `bitnet generate` chooses tokens.
+#[derive(clap::Args)]
+struct SamplingArgs {
+    /// Take the most likely token every time (the default unless --temperature is given).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k"])]
+    greedy: bool,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long = "top-p", alias = "top_p", default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 keeps every token.
+    #[arg(long = "top-k", alias = "top_k", default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn sampling(&self) -> Result<bitnet_core::sample::Sampling, String> {
+        match (self.greedy, self.temperature) {
+            (false, Some(t)) => bitnet_core::sample::Sampling::new(t, self.top_p, self.top_k),
+            _ => Ok(bitnet_core::sample::Sampling::Greedy),
+        }
+    }
 }
 
 /// The quantizer flags shared by pack and grads.
@@ -346,6 +521,113 @@ fn main() -> ExitCode {
             };
             train::train(&args, cli.json)
         }),
+        Command::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            sampling,
+            ternary,
+            quant,
+            chat,
+        } => quant.quantizer().and_then(|quantizer| {
+            let args = infer::GenerateArgs {
+                model: &model,
+                prompt: &prompt,
+                max_new_tokens,
+                sampling: sampling.sampling()?,
+                seed: sampling.seed,
+                ternary,
+                quantizer,
+                chat,
+            };
+            infer::generate(&args, cli.json)
+        }),
+        Command::Selfgen {
+            model,
+            out,
+            num,
+            max_new_tokens,
+            seed,
+            batch,
+            resume,
+            max_attempts,
+            templates,
+            chat,
+            temperature,
+            top_p,
+            top_k,
+        } => bitnet_core::sample::Sampling::new(temperature, top_p, top_k).and_then(|sampling| {
+            let args = selfgen::SelfgenArgs {
+                model,
+                out,
+                num,
+                max_new_tokens,
+                seed,
+                batch,
+                resume,
+                max_attempts,
+                templates,
+                chat,
+                sampling,
+                ternary: false,
+                quantizer: Quantizer::Absmean,
+            };
+            selfgen::selfgen(&args, cli.json)
+        }),
+        Command::Eval {
+            model,
+            dataset,
+            ternary,
+            quant,
+            seq_len,
+            loss_mask,
+            bsz,
+        } => quant.quantizer().and_then(|quantizer| {
+            infer::eval(
+                &model, &dataset, ternary, quantizer, seq_len, loss_mask, bsz, cli.json,
+            )
+        }),
+        Command::Run {
+            model,
+            out_dir,
+            num,
+            max_new_tokens,
+            batch,
+            steps,
+            bsz,
+            grad_accum,
+            lr,
+            lambda_warmup_frac,
+            lambda_schedule,
+            seq_len,
+            rmsnorm_post_attn,
+            quant,
+            seed,
+            chat,
+            templates,
+        } => quant.quantizer().and_then(|quantizer| {
+            let args = pipeline::RunArgs {
+                model,
+                out_dir,
+                num,
+                max_new_tokens,
+                batch,
+                steps,
+                bsz,
+                grad_accum,
+                lr,
+                lambda_warmup_frac,
+                lambda_schedule,
+                seq_len,
+                rmsnorm_post_attn: rmsnorm_post_attn != 0,
+                quantizer,
+                seed,
+                chat,
+                templates,
+            };
+            pipeline::run(&args, cli.json, false)
+        }),
+        Command::Demo { out_dir } => pipeline::demo(&out_dir, cli.json),
         Command::Selftest => selftest(cli.json),
         Command::Bench {
             what: BenchWhat::Kernels { size, reps, out },

@@ -1,0 +1,370 @@
+//! `bitnet generate`, `selfgen`, `eval`, `run` and `demo` on the fixtures and the built-in demo model.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bitnet_core::dataset::{Example, parse_jsonl};
+use bitnet_core::selfgen::check;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn bitnet(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .output()
+        .expect("run bitnet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str]) -> Value {
+    let (ok, out, err) = bitnet(args);
+    assert!(ok, "bitnet {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bitnet {args:?}: not JSON ({e}): {out}"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bitnet-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn generate_greedy_matches_transformers_and_ternary_equals_the_packed_file() {
+    let llama = fixtures().join("llama");
+    let fx: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("generate/llama.json")).unwrap())
+            .unwrap();
+    let p = &fx["prompts"][1];
+    let prompt = p["text"].as_str().unwrap();
+    let v = json(&[
+        "generate",
+        "--model",
+        s(&llama),
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "12",
+        "--greedy",
+        "--json",
+    ]);
+    assert_eq!(ids(&v["prompt_ids"]), ids(&p["ids"]));
+    assert_eq!(ids(&v["tokens"]), ids(&p["new_ids"])[..12]);
+    assert_eq!(v["ended_by"], "max_new_tokens");
+    assert_eq!(v["prefill_tokens"], p["ids"].as_array().unwrap().len());
+    assert_eq!(v["decode_tokens"], 11);
+    for k in [
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "prefill_ms",
+        "decode_ms",
+    ] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}: {}", v[k]);
+    }
+
+    // --ternary on the folder and the packed file of `bitnet pack` give the same tokens.
+    let dir = tmp("ternary");
+    let packed = dir.join("llama.bitnet.safetensors");
+    let (ok, _, err) = bitnet(&["pack", s(&llama), "--out", s(&packed)]);
+    assert!(ok, "{err}");
+    for (args, what) in [
+        (vec!["--greedy"], "greedy"),
+        (
+            vec![
+                "--temperature",
+                "0.9",
+                "--top-k",
+                "40",
+                "--top-p",
+                "0.95",
+                "--seed",
+                "7",
+            ],
+            "sampled",
+        ),
+    ] {
+        let run = |model: &Path, ternary: bool| {
+            let mut a = vec!["generate", "--model", s(model), "--prompt", prompt];
+            a.extend(["--max-new-tokens", "16", "--json"]);
+            a.extend(args.iter().copied());
+            if ternary {
+                a.push("--ternary");
+            }
+            json(&a)
+        };
+        let from_dir = run(&llama, true);
+        let from_file = run(&packed, false);
+        assert_eq!(from_dir["tokens"], from_file["tokens"], "{what}");
+        assert_eq!(from_dir["ternary"], true);
+        assert_eq!(from_file["ternary"], true);
+        assert_eq!(ids(&from_dir["tokens"]).len(), 16, "{what}");
+        // Ternary weights change the model: its greedy tokens differ from the full-precision ones.
+        if what == "greedy" {
+            assert_ne!(ids(&from_dir["tokens"]), ids(&p["new_ids"])[..16]);
+        }
+    }
+    let (ok, _, err) = bitnet(&["generate", "--model", s(&dir), "--prompt", "x"]);
+    assert!(!ok && err.contains("config.json"), "{err}");
+}
+
+/// Templates with one-word instructions, so that the random fixture model's samples can pass the
+/// word filters.
+fn templates(dir: &Path) -> PathBuf {
+    let t = serde_json::json!({"domains": [
+        {"name": "words", "form": "{task}", "tasks": ["Hello", "Story", "Poem", "Count", "Explain", "Why"]},
+        {"name": "more", "form": "Say {task}", "tasks": ["anything", "more"]},
+    ]});
+    let p = dir.join("templates.json");
+    std::fs::write(&p, t.to_string()).unwrap();
+    p
+}
+
+fn lines(path: &Path) -> Vec<Example> {
+    parse_jsonl("data.jsonl", &std::fs::read(path).unwrap()).unwrap()
+}
+
+fn assert_clean(data: &[Example]) {
+    let mut outputs = BTreeSet::new();
+    for ex in data {
+        assert!(check(&ex.instruction, &ex.output).is_ok(), "{ex:?}");
+        assert!(
+            outputs.insert(ex.output.clone()),
+            "duplicate output {:?}",
+            ex.output
+        );
+        assert!(["words", "more"].contains(&ex.domain.as_str()));
+        assert!(ex.input.is_empty());
+    }
+}
+
+fn selfgen_args<'a>(out: &'a str, templates: &'a str, num: &'a str) -> Vec<&'a str> {
+    vec![
+        "selfgen",
+        "--model",
+        "",
+        "--out",
+        out,
+        "--num",
+        num,
+        "--max-new-tokens",
+        "160",
+        "--batch",
+        "4",
+        "--templates",
+        templates,
+    ]
+}
+
+#[test]
+fn selfgen_writes_filtered_unique_lines_resumes_after_a_kill_and_stops_at_its_budget() {
+    let llama = fixtures().join("llama");
+    let dir = tmp("selfgen");
+    let t = templates(&dir);
+    let out = dir.join("data.jsonl");
+    let mut args = selfgen_args(s(&out), s(&t), "6");
+    args[2] = s(&llama);
+
+    // Killed once two lines are written, then a line cut short is appended as a crash would.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(t0.elapsed().as_secs() < 300, "no lines after 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "selfgen ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(&out).unwrap();
+    let whole: String = before
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .collect();
+    std::fs::write(&out, format!("{whole}{{\"instruction\": \"cut")).unwrap();
+    let kept_before = lines_of(&whole);
+    assert!(kept_before.len() >= 2 && kept_before.len() < 6);
+
+    // Without --resume the file is never touched.
+    let (ok, _, err) = bitnet(&args);
+    assert!(!ok && err.contains("--resume"), "{err}");
+
+    let mut resume = args.clone();
+    resume.extend(["--resume", "--json"]);
+    let report = json(&resume);
+    let after = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        after.starts_with(&whole),
+        "the lines written before the kill are kept as they were"
+    );
+    let data = lines(&out);
+    assert_eq!(data.len(), 6);
+    assert_clean(&data);
+    assert_eq!(report["stopped_by"], "num");
+    let c = &report["counts"];
+    assert_eq!(c["kept"], 6);
+    let rejected: u64 = [
+        "too_short",
+        "too_long",
+        "disclaimer",
+        "too_few_words",
+        "instruction_longer",
+        "duplicates",
+    ]
+    .iter()
+    .map(|k| c[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(c["attempts"].as_u64().unwrap(), 6 + rejected);
+    assert!(c["attempts"].as_u64().unwrap() <= 4 * 6);
+
+    // The same run uninterrupted writes the same lines (each attempt has its own seeded stream).
+    let fresh = dir.join("fresh.jsonl");
+    let mut again = args.clone();
+    again[4] = s(&fresh);
+    let (ok, _, err) = bitnet(&again);
+    assert!(ok, "{err}");
+    assert_eq!(lines(&fresh), data);
+    let fresh_report: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("fresh.jsonl.state.json")).unwrap())
+            .unwrap();
+    assert_eq!(fresh_report["counts"], report["counts"]);
+
+    // The attempt budget.
+    let budget = dir.join("budget.jsonl");
+    let mut b = selfgen_args(s(&budget), s(&t), "1000");
+    b[2] = s(&llama);
+    b.extend(["--max-attempts", "4", "--json"]);
+    let report = json(&b);
+    assert_eq!(report["stopped_by"], "max_attempts");
+    assert_eq!(report["counts"]["attempts"], 4);
+    assert_clean(&lines(&budget));
+}
+
+fn lines_of(text: &str) -> Vec<Example> {
+    parse_jsonl("data.jsonl", text.as_bytes()).unwrap()
+}
+
+#[test]
+fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
+    let llama = fixtures().join("llama");
+    let dir = tmp("eval");
+    let data = dir.join("eval.jsonl");
+    std::fs::write(
+        &data,
+        "{\"instruction\": \"Say hi\", \"output\": \"Hi there, how are you today?\"}\n{\"instruction\": \"Count\", \"input\": \"to three\", \"output\": \"one two three\"}\n",
+    )
+    .unwrap();
+    let fp = json(&[
+        "eval",
+        "--model",
+        s(&llama),
+        "--dataset",
+        s(&data),
+        "--json",
+    ]);
+    let loss = fp["mean_loss"].as_f64().unwrap();
+    assert!((fp["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-9 * loss.exp());
+    // A random model over a vocabulary of 297: close to uniform.
+    assert!((loss - 297f64.ln()).abs() < 0.2, "loss {loss}");
+    assert_eq!(fp["examples"], 2);
+    let packed = dir.join("p.safetensors");
+    assert!(bitnet(&["pack", s(&llama), "--out", s(&packed)]).0);
+    let t1 = json(&[
+        "eval",
+        "--model",
+        s(&llama),
+        "--dataset",
+        s(&data),
+        "--ternary",
+        "--json",
+    ]);
+    let t2 = json(&[
+        "eval",
+        "--model",
+        s(&packed),
+        "--dataset",
+        s(&data),
+        "--json",
+    ]);
+    assert_eq!(t1["mean_loss"], t2["mean_loss"]);
+    assert_eq!(t1["tokens"], fp["tokens"]);
+    assert_ne!(t1["mean_loss"], fp["mean_loss"]);
+    let (ok, _, err) = bitnet(&[
+        "eval",
+        "--model",
+        s(&llama),
+        "--dataset",
+        s(&dir.join("none.jsonl")),
+    ]);
+    assert!(!ok && err.contains("none.jsonl"), "{err}");
+}
+
+#[test]
+fn demo_runs_the_whole_pipeline_and_a_second_run_resumes_it() {
+    let dir = tmp("demo");
+    let (ok, out, err) = bitnet(&["demo", "--out-dir", s(&dir)]);
+    assert!(ok, "{err}");
+    for want in [
+        "1/4 self-generation",
+        "2/4 training",
+        "3/4 packed",
+        "4/4 perplexity",
+        "step      λ",
+        "ternary",
+        "sample from the ternary model",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run_report.json")).unwrap()).unwrap();
+    assert_eq!(r["data"]["counts"]["kept"], 24);
+    let ppl = |k: &str| r[k]["perplexity"].as_f64().unwrap();
+    assert!(
+        ppl("perplexity_trained_ternary") < ppl("perplexity_base"),
+        "{r}"
+    );
+    assert!(r["packed_bytes"].as_u64().unwrap() > 0);
+    assert!((0.0..1.0).contains(&r["sparsity"].as_f64().unwrap()));
+    assert_clean_demo(&lines(&dir.join("data.jsonl")));
+    let metrics = std::fs::read_to_string(dir.join("train/metrics.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["lambda"], 1.0);
+
+    // Again in the same folder: nothing is generated or trained twice.
+    let data_before = std::fs::read(dir.join("data.jsonl")).unwrap();
+    let (ok, out, err) = bitnet(&["demo", "--out-dir", s(&dir)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("already trained"), "{out}");
+    assert_eq!(std::fs::read(dir.join("data.jsonl")).unwrap(), data_before);
+}
+
+fn assert_clean_demo(data: &[Example]) {
+    let mut outputs = BTreeSet::new();
+    for ex in data {
+        assert!(check(&ex.instruction, &ex.output).is_ok(), "{ex:?}");
+        assert!(outputs.insert(ex.output.clone()));
+    }
+}
