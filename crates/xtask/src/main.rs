@@ -25,9 +25,10 @@ fn main() -> ExitCode {
         Some("test") => test(&root),
         Some("serve") => serve_app(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("demo") => demo(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup   install the pinned tools and packages the build and tests need\n  test    run every check and test (what CI runs)\n  serve   build the web app and serve it on http://127.0.0.1:8080 (--port N)\n  bench   time every kernel on this machine's adapter (release build; --size N --reps N)"
+                "usage: cargo xtask <command>\n\n  setup   install the pinned tools and packages the build and tests need\n  test    run every check and test (what CI runs)\n  serve   build the web app and serve it on http://127.0.0.1:8080 (--port N)\n  bench   time every kernel on this machine's adapter (release build; --size N --reps N)\n  demo    the whole pipeline on the built-in tiny model (release build; `bitnet demo`)"
             );
             return ExitCode::from(2);
         }
@@ -45,6 +46,28 @@ pub type XResult = Result<(), String>;
 
 /// `bitnet bench kernels` from a release build: the table on the terminal, the JSON report in
 /// target/bench/kernels.json. Extra arguments (--size, --reps) pass through.
+/// `bitnet demo` from a release build, afresh, its outputs in target/demo.
+fn demo(root: &Path, args: &[String]) -> XResult {
+    let dir = root.join("target/demo");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "bitnet-cli",
+            "--",
+            "demo",
+        ])
+        .arg("--out-dir")
+        .arg(&dir)
+        .args(args)
+        .current_dir(root))
+}
+
 fn bench(root: &Path, args: &[String]) -> XResult {
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
