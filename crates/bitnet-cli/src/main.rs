@@ -120,64 +120,11 @@ enum Command {
         dataset: PathBuf,
         #[arg(long = "out-dir", alias = "out_dir")]
         out_dir: PathBuf,
-        #[arg(long, default_value_t = 1000)]
-        steps: u64,
-        /// Sequences per micro-batch.
-        #[arg(long, default_value_t = 2)]
-        bsz: usize,
-        #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
-        grad_accum: usize,
-        #[arg(long, default_value_t = 5e-5)]
-        lr: f64,
-        #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = 0.1)]
-        warmup_ratio: f64,
-        #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = 0.0)]
-        weight_decay: f32,
-        #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = 1.0)]
-        max_grad_norm: f32,
-        #[arg(
-            long = "lambda-warmup-frac",
-            alias = "lambda_warmup_frac",
-            default_value_t = 0.4
-        )]
-        lambda_warmup_frac: f64,
-        /// linear | sigmoid:K | exp:K | step:N | const:V
-        #[arg(
-            long = "lambda-schedule",
-            alias = "lambda_schedule",
-            default_value = "linear"
-        )]
-        lambda_schedule: String,
-        /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
-        #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = 1, num_args = 0..=1, default_missing_value = "1")]
-        rmsnorm_post_attn: u8,
         #[command(flatten)]
-        quant: QuantArgs,
-        #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
-        quantize_lm_head: bool,
-        #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
-        seq_len: usize,
-        /// all (every token, the seed's) or response (only the answer).
-        #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
-        loss_mask: LossMask,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Checkpoint every N steps (default: steps / 4).
-        #[arg(long = "save-steps", alias = "save_steps")]
-        save_steps: Option<u64>,
-        #[arg(
-            long = "save-total-limit",
-            alias = "save_total_limit",
-            default_value_t = 2
-        )]
-        save_total_limit: usize,
+        flags: TrainFlags,
         /// Continue from the newest checkpoint in --out-dir.
         #[arg(long)]
         resume: bool,
-        #[arg(long = "log-every", alias = "log_every", default_value_t = 10)]
-        log_every: u64,
-        #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
-        freeze_embeddings: bool,
     },
     /// Continue a prompt on the GPU (KV cache), from a model folder or a packed file.
     Generate {
@@ -269,6 +216,7 @@ enum Command {
         model: PathBuf,
         #[arg(long = "out-dir", alias = "out_dir")]
         out_dir: PathBuf,
+        /// Samples to self-generate.
         #[arg(long, default_value_t = 500)]
         num: u64,
         #[arg(
@@ -280,43 +228,14 @@ enum Command {
         /// Prompts generated together.
         #[arg(long, default_value_t = 8)]
         batch: usize,
-        #[arg(long, default_value_t = 1000)]
-        steps: u64,
-        #[arg(long, default_value_t = 2)]
-        bsz: usize,
-        #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
-        grad_accum: usize,
-        #[arg(long, default_value_t = 5e-5)]
-        lr: f64,
-        #[arg(
-            long = "lambda-warmup-frac",
-            alias = "lambda_warmup_frac",
-            default_value_t = 0.4
-        )]
-        lambda_warmup_frac: f64,
-        #[arg(
-            long = "lambda-schedule",
-            alias = "lambda_schedule",
-            default_value = "linear"
-        )]
-        lambda_schedule: String,
-        #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
-        seq_len: usize,
-        /// 1: the trained post-attention RMSNorm (the seed's default); 0: not.
-        #[arg(
-            long = "rmsnorm-post-attn",
-            alias = "rmsnorm_post_attn",
-            default_value_t = 1
-        )]
-        rmsnorm_post_attn: u8,
-        #[command(flatten)]
-        quant: QuantArgs,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        /// Prompt through the tokenizer's chat template (instruct models).
         #[arg(long)]
         chat: bool,
+        /// Self-generation templates (see `bitnet selfgen --help`).
         #[arg(long)]
         templates: Option<PathBuf>,
+        #[command(flatten)]
+        flags: TrainFlags,
     },
     /// The pipeline on a built-in tiny model: self-generation, training, packing, perplexity, the λ/loss
     /// table and a sample from the ternary model, in a few minutes even on a CPU adapter.
@@ -402,6 +321,109 @@ impl SamplingArgs {
     }
 }
 
+/// The training flags shared by `bitnet train` and `bitnet run` (the seed's, in either spelling).
+#[derive(clap::Args)]
+struct TrainFlags {
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 2)]
+    bsz: usize,
+    #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = 0.1)]
+    warmup_ratio: f64,
+    #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = 1.0)]
+    max_grad_norm: f32,
+    #[arg(
+        long = "lambda-warmup-frac",
+        alias = "lambda_warmup_frac",
+        default_value_t = 0.4
+    )]
+    lambda_warmup_frac: f64,
+    /// linear | sigmoid:K | exp:K | step:N | const:V
+    #[arg(
+        long = "lambda-schedule",
+        alias = "lambda_schedule",
+        default_value = "linear"
+    )]
+    lambda_schedule: String,
+    /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
+    #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = 1, num_args = 0..=1, default_missing_value = "1")]
+    rmsnorm_post_attn: u8,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
+    quantize_lm_head: bool,
+    #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+    seq_len: usize,
+    /// all (every token, the seed's) or response (only the answer).
+    #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
+    loss_mask: LossMask,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Checkpoint every N steps (default: steps / 4).
+    #[arg(long = "save-steps", alias = "save_steps")]
+    save_steps: Option<u64>,
+    #[arg(
+        long = "save-total-limit",
+        alias = "save_total_limit",
+        default_value_t = 2
+    )]
+    save_total_limit: usize,
+    #[arg(long = "log-every", alias = "log_every", default_value_t = 10)]
+    log_every: u64,
+    #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
+    freeze_embeddings: bool,
+}
+
+impl TrainFlags {
+    /// The settings of a run training `base_model` on `dataset` into `out_dir`.
+    fn train_args(
+        &self,
+        base_model: PathBuf,
+        dataset: PathBuf,
+        out_dir: PathBuf,
+        resume: bool,
+    ) -> Result<train::TrainArgs, String> {
+        Ok(train::TrainArgs {
+            base_model,
+            dataset,
+            out_dir,
+            settings: TrainSettings {
+                steps: self.steps,
+                bsz: self.bsz,
+                grad_accum: self.grad_accum,
+                lr: self.lr,
+                warmup_ratio: self.warmup_ratio,
+                lambda_warmup_frac: self.lambda_warmup_frac,
+                schedule: self.lambda_schedule.clone(),
+                seed: self.seed,
+                adam: train::adam(self.weight_decay, self.max_grad_norm),
+                freeze_embeddings: self.freeze_embeddings,
+            },
+            setup: ModelSetup {
+                quantizer: self.quant.quantizer()?,
+                post_attn_norm: self.rmsnorm_post_attn != 0,
+                quantize_lm_head: self.quantize_lm_head,
+            },
+            seq_len: self.seq_len,
+            loss_mask: self.loss_mask,
+            save_steps: self
+                .save_steps
+                .unwrap_or(train::default_save_steps(self.steps))
+                .max(1),
+            save_total_limit: self.save_total_limit,
+            resume,
+            log_every: self.log_every,
+        })
+    }
+}
+
 /// The quantizer flags shared by pack and grads.
 #[derive(clap::Args)]
 struct QuantArgs {
@@ -468,59 +490,16 @@ fn main() -> ExitCode {
             base_model,
             dataset,
             out_dir,
-            steps,
-            bsz,
-            grad_accum,
-            lr,
-            warmup_ratio,
-            weight_decay,
-            max_grad_norm,
-            lambda_warmup_frac,
-            lambda_schedule,
-            rmsnorm_post_attn,
-            quant,
-            quantize_lm_head,
-            seq_len,
-            loss_mask,
-            seed,
-            save_steps,
-            save_total_limit,
+            flags,
             resume,
-            log_every,
-            freeze_embeddings,
-        } => quant.quantizer().and_then(|quantizer| {
-            let args = train::TrainArgs {
-                base_model,
-                dataset,
-                out_dir,
-                settings: TrainSettings {
-                    steps,
-                    bsz,
-                    grad_accum,
-                    lr,
-                    warmup_ratio,
-                    lambda_warmup_frac,
-                    schedule: lambda_schedule,
-                    seed,
-                    adam: train::adam(weight_decay, max_grad_norm),
-                    freeze_embeddings,
-                },
-                setup: ModelSetup {
-                    quantizer,
-                    post_attn_norm: rmsnorm_post_attn != 0,
-                    quantize_lm_head,
-                },
-                seq_len,
-                loss_mask,
-                save_steps: save_steps
-                    .unwrap_or(train::default_save_steps(steps))
-                    .max(1),
-                save_total_limit,
-                resume,
-                log_every,
-            };
-            train::train(&args, cli.json)
-        }),
+        } => flags
+            .train_args(base_model, dataset, out_dir, resume)
+            .and_then(|args| train::train(&args, cli.json))
+            .map(|manifest| {
+                if cli.json {
+                    println!("{manifest}");
+                }
+            }),
         Command::Generate {
             model,
             prompt,
@@ -593,40 +572,27 @@ fn main() -> ExitCode {
             num,
             max_new_tokens,
             batch,
-            steps,
-            bsz,
-            grad_accum,
-            lr,
-            lambda_warmup_frac,
-            lambda_schedule,
-            seq_len,
-            rmsnorm_post_attn,
-            quant,
-            seed,
             chat,
             templates,
-        } => quant.quantizer().and_then(|quantizer| {
-            let args = pipeline::RunArgs {
-                model,
-                out_dir,
-                num,
-                max_new_tokens,
-                batch,
-                steps,
-                bsz,
-                grad_accum,
-                lr,
-                lambda_warmup_frac,
-                lambda_schedule,
-                seq_len,
-                rmsnorm_post_attn: rmsnorm_post_attn != 0,
-                quantizer,
-                seed,
-                chat,
-                templates,
-            };
-            pipeline::run(&args, cli.json, false)
-        }),
+            flags,
+        } => {
+            let (data, train_dir) = (out_dir.join("train.jsonl"), out_dir.join("train"));
+            flags
+                .train_args(model.clone(), data, train_dir, true)
+                .and_then(|train| {
+                    let args = pipeline::RunArgs {
+                        model,
+                        out_dir,
+                        num,
+                        max_new_tokens,
+                        batch,
+                        chat,
+                        templates,
+                        train,
+                    };
+                    pipeline::run(&args, cli.json, false)
+                })
+        }
         Command::Demo { out_dir } => pipeline::demo(&out_dir, cli.json),
         Command::Selftest => selftest(cli.json),
         Command::Bench {

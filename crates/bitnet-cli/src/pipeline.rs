@@ -28,18 +28,11 @@ pub struct RunArgs {
     pub num: u64,
     pub max_new_tokens: usize,
     pub batch: usize,
-    pub steps: u64,
-    pub bsz: usize,
-    pub grad_accum: usize,
-    pub lr: f64,
-    pub lambda_warmup_frac: f64,
-    pub lambda_schedule: String,
-    pub seq_len: usize,
-    pub rmsnorm_post_attn: bool,
-    pub quantizer: Quantizer,
-    pub seed: u64,
     pub chat: bool,
     pub templates: Option<PathBuf>,
+    /// The training: its base model is `model`, its data OUT/train.jsonl, its folder OUT/train;
+    /// its seed and quantizer serve the whole run.
+    pub train: TrainArgs,
 }
 
 /// The run's result, also written to run_report.json.
@@ -92,7 +85,8 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         }
     };
     let gpu = infer::gpu()?;
-    let base = infer::load(&gpu, &a.model, false, a.quantizer)?;
+    let quantizer = a.train.setup.quantizer;
+    let base = infer::load(&gpu, &a.model, false, quantizer)?;
     let sampling = Sampling::new(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, 50)?;
 
     // 1. Self-generated data (continues an interrupted stage).
@@ -107,7 +101,7 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         out: data.clone(),
         num: a.num,
         max_new_tokens: a.max_new_tokens,
-        seed: a.seed,
+        seed: a.train.settings.seed,
         batch: a.batch,
         resume: true,
         max_attempts: None,
@@ -115,7 +109,7 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         chat: a.chat,
         sampling,
         ternary: false,
-        quantizer: a.quantizer,
+        quantizer,
     };
     let report = selfgen::run_with(&gpu, &base, &sg, json)?;
     if !json {
@@ -149,7 +143,7 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
     let manifest = train_dir.join("training_manifest.json");
     say(&format!(
         "== 2/4 training: {} steps on {} samples → {}",
-        a.steps,
+        a.train.settings.steps,
         train_set.len(),
         train_dir.display()
     ));
@@ -160,29 +154,9 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
             base_model: a.model.clone(),
             dataset: train_file.clone(),
             out_dir: train_dir.clone(),
-            settings: TrainSettings {
-                steps: a.steps,
-                bsz: a.bsz,
-                grad_accum: a.grad_accum,
-                lr: a.lr,
-                warmup_ratio: 0.1,
-                lambda_warmup_frac: a.lambda_warmup_frac,
-                schedule: a.lambda_schedule.clone(),
-                seed: a.seed,
-                adam: train::adam(0.0, 1.0),
-                freeze_embeddings: false,
-            },
-            setup: ModelSetup {
-                quantizer: a.quantizer,
-                post_attn_norm: a.rmsnorm_post_attn,
-                quantize_lm_head: false,
-            },
-            seq_len: a.seq_len,
-            loss_mask: LossMask::All,
-            save_steps: train::default_save_steps(a.steps),
-            save_total_limit: 2,
             resume: train_dir.exists(),
-            log_every: (a.steps / 20).max(1),
+            settings: a.train.settings.clone(),
+            ..a.train
         };
         train::train(&args, json)?;
     }
@@ -209,12 +183,20 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         eval_set.len(),
         eval_file.display()
     ));
-    let ppl =
-        |m: &infer::Loaded| infer::perplexity(&gpu, m, &eval_file, a.seq_len, LossMask::All, a.bsz);
+    let ppl = |m: &infer::Loaded| {
+        infer::perplexity(
+            &gpu,
+            m,
+            &eval_file,
+            a.train.seq_len,
+            LossMask::All,
+            a.train.settings.bsz,
+        )
+    };
     let p_base = ppl(&base)?;
-    let base_ternary = infer::load(&gpu, &a.model, true, a.quantizer)?;
+    let base_ternary = infer::load(&gpu, &a.model, true, quantizer)?;
     let p_ptq = ppl(&base_ternary)?;
-    let trained = infer::load(&gpu, &packed_file, true, a.quantizer)?;
+    let trained = infer::load(&gpu, &packed_file, true, quantizer)?;
     let p_trained = ppl(&trained)?;
     for (what, p) in [
         ("base model (full precision)", &p_base),
@@ -230,7 +212,7 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         // One sample from the ternary model, sampled like the self-generation.
         let pick = match &a.templates {
             Some(_) => None,
-            None => Some(Templates::builtin().pick(a.seed, 0)),
+            None => Some(Templates::builtin().pick(a.train.settings.seed, 0)),
         };
         if let Some(pick) = pick {
             let ids = infer::prompt_ids(&trained, &prompt_text(&pick.instruction), false, 512)?;
@@ -239,7 +221,7 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
             let opts = GenerateOptions {
                 max_new_tokens: a.max_new_tokens,
                 sampling,
-                seed: a.seed,
+                seed: a.train.settings.seed,
                 first_stream: 0,
                 eos: trained.eos.clone(),
                 keep_logits: false,
@@ -403,24 +385,43 @@ pub fn demo(out_dir: &Path, json: bool) -> Result<(), String> {
             model.display()
         );
     }
+    let train = TrainArgs {
+        base_model: model.clone(),
+        dataset: out_dir.join("train.jsonl"),
+        out_dir: out_dir.join("train"),
+        settings: TrainSettings {
+            steps: 40,
+            bsz: 4,
+            grad_accum: 1,
+            lr: 3e-3,
+            warmup_ratio: 0.1,
+            lambda_warmup_frac: 0.4,
+            schedule: "linear".into(),
+            seed: 42,
+            adam: train::adam(0.0, 1.0),
+            freeze_embeddings: false,
+        },
+        setup: ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: false,
+        },
+        seq_len: 128,
+        loss_mask: LossMask::All,
+        save_steps: train::default_save_steps(40),
+        save_total_limit: 2,
+        resume: true,
+        log_every: 2,
+    };
     let args = RunArgs {
         model,
         out_dir: out_dir.to_path_buf(),
         num: 24,
         max_new_tokens: 48,
         batch: 8,
-        steps: 40,
-        bsz: 4,
-        grad_accum: 1,
-        lr: 3e-3,
-        lambda_warmup_frac: 0.4,
-        lambda_schedule: "linear".into(),
-        seq_len: 128,
-        rmsnorm_post_attn: false,
-        quantizer: Quantizer::Absmean,
-        seed: 42,
         chat: false,
         templates: None,
+        train,
     };
     run(&args, json, true)
 }

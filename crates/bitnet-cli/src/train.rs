@@ -107,7 +107,9 @@ fn sparsity(
     zeros as f64 / total.max(1) as f64
 }
 
-pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
+/// Runs the training; returns training_manifest.json's text (which `bitnet train --json` prints).
+/// With `json`, nothing is printed here.
+pub fn train(args: &TrainArgs, json: bool) -> Result<String, String> {
     let s = &args.settings;
     if s.steps == 0 || s.bsz == 0 || s.grad_accum == 0 || args.seq_len < 2 || args.log_every == 0 {
         return Err("--steps, --bsz, --grad-accum and --log-every must be positive and --seq-len at least 2".into());
@@ -407,9 +409,7 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
         &args.out_dir.join("training_manifest.json"),
         text.as_bytes(),
     )?;
-    if json {
-        println!("{text}");
-    } else {
+    if !json {
         println!(
             "trained {} steps: loss {:.4} → {:.4}, final λ {final_lambda}, sparsity {:.1} %; wrote {} ({}), {} and training_manifest.json",
             s.steps,
@@ -426,7 +426,7 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), String> {
             );
         }
     }
-    Ok(())
+    Ok(text)
 }
 
 /// The default of --save-steps: a quarter of the steps (at least 1).

@@ -1,6 +1,8 @@
 //! The `bitnet` binary on the committed transformers fixtures (tests/fixtures, written by
 //! tools/make_fixtures.py): inspect, schedule, pack and unpack, and clear errors on bad input.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,40 +10,12 @@ use std::process::Command;
 use bitnet_core::safetensors::SafeTensors;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use common::{bitnet, fixtures, json, tmp};
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixtures().join("expected.json"))
         .expect("tests/fixtures/expected.json");
     serde_json::from_str(&text).expect("expected.json is JSON")
-}
-
-/// Runs `bitnet ARGS`, returning (success, stdout, stderr).
-fn bitnet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .output()
-        .expect("run bitnet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(args: &[&str]) -> Value {
-    let (ok, out, err) = bitnet(args);
-    assert!(ok, "bitnet {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bitnet {args:?}: not JSON ({e}): {out}"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bitnet-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `bitnet generate`, `selfgen`, `eval`, `run` and `demo` on the fixtures and the built-in demo model.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,34 +10,7 @@ use bitnet_core::dataset::{Example, parse_jsonl};
 use bitnet_core::selfgen::check;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn bitnet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .output()
-        .expect("run bitnet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(args: &[&str]) -> Value {
-    let (ok, out, err) = bitnet(args);
-    assert!(ok, "bitnet {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bitnet {args:?}: not JSON ({e}): {out}"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bitnet-pipeline-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{bitnet, fixtures, json, tmp};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -367,4 +342,40 @@ fn assert_clean_demo(data: &[Example]) {
         assert!(check(&ex.instruction, &ex.output).is_ok(), "{ex:?}");
         assert!(outputs.insert(ex.output.clone()));
     }
+}
+
+#[test]
+fn generate_chat_prompts_through_the_tokenizer_chat_template() {
+    let dir = tmp("chat");
+    let llama = fixtures().join("llama");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(llama.join(f), dir.join(f)).unwrap();
+    }
+    let config = serde_json::json!({
+        "bos_token": {"content": "<s>"},
+        "eos_token": "</s>",
+        "chat_template": "{{ bos_token }}{% for message in messages %}{{ message['content'] | trim }}{% endfor %}{% if add_generation_prompt %}{{ '\\n' }}Response:{% endif %}",
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let v = json(&[
+        "generate",
+        "--model",
+        s(&dir),
+        "--prompt",
+        "  Hi!  ",
+        "--chat",
+        "--greedy",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]);
+    // <s> from the template (id 0, not doubled), then "Hi!\nResponse:" as the oracle tokenizes it.
+    let fx: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("generate/llama.json")).unwrap())
+            .unwrap();
+    let mut want = vec![0];
+    want.extend(ids(&fx["prompts"][0]["ids"]));
+    assert_eq!(ids(&v["prompt_ids"]), want);
+    let (ok, _, err) = bitnet(&["generate", "--model", s(&llama), "--prompt", "Hi", "--chat"]);
+    assert!(!ok && err.contains("chat_template"), "{err}");
 }

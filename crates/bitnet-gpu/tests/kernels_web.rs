@@ -1,6 +1,6 @@
-//! The kernels against their CPU references, and one training pass of a fixture model against the
-//! PyTorch oracle, in a real browser (headless Chromium's WebGPU). Fails when the browser has no
-//! WebGPU adapter.
+//! The kernels against their CPU references, one training pass of a fixture model against the
+//! PyTorch oracle and greedy generation against transformers, in a real browser (headless
+//! Chromium's WebGPU). Fails when the browser has no WebGPU adapter.
 #![cfg(target_arch = "wasm32")]
 
 use bitnet_gpu::Gpu;
@@ -108,4 +108,66 @@ async fn one_training_pass_gives_the_native_loss_in_browser() {
         .await
         .unwrap();
     assert!(dq.iter().any(|x| *x != 0.0), "no gradient reached q_proj");
+}
+
+/// Greedy generation with the KV cache in the browser: the llama fixture's three oracle prompts, in
+/// one batch of different lengths, give transformers' tokens (tests/fixtures/generate).
+#[wasm_bindgen_test]
+async fn greedy_generation_gives_the_transformers_tokens_in_browser() {
+    use std::collections::BTreeMap;
+
+    use bitnet_core::model::{MemoryFiles, Model};
+    use bitnet_core::sample::Sampling;
+    use bitnet_gpu::generate::{GenerateOptions, Generator};
+
+    let gpu = match Gpu::new().await {
+        Ok(g) => g,
+        Err(e) => panic!("WebGPU is required for this test: {e}"),
+    };
+    let files = MemoryFiles(BTreeMap::from([
+        (
+            "config.json".to_string(),
+            include_bytes!("../../../tests/fixtures/llama/config.json").to_vec(),
+        ),
+        (
+            "model.safetensors".to_string(),
+            include_bytes!("../../../tests/fixtures/llama/model.safetensors").to_vec(),
+        ),
+    ]));
+    let model = Model::open(&files).await.unwrap();
+    let weights = model.all_f32(&files).await.unwrap();
+    let fx: serde_json::Value = serde_json::from_slice(include_bytes!(
+        "../../../tests/fixtures/generate/llama.json"
+    ))
+    .unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let prompts: Vec<Vec<u32>> = fx["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| ids(&p["ids"]))
+        .collect();
+    let g = Generator::new(&gpu, &model.config, &weights).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: fx["max_new_tokens"].as_u64().unwrap() as usize,
+        sampling: Sampling::Greedy,
+        seed: 0,
+        first_stream: 0,
+        eos: ids(&fx["eos_token_id"]),
+        keep_logits: false,
+    };
+    let out = g
+        .generate(&gpu, &prompts, &opts, &|| 0.0, &mut |_, _| {})
+        .await
+        .unwrap();
+    for (i, p) in fx["prompts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(out.tokens[i], ids(&p["new_ids"]), "prompt {i}");
+    }
+    console_log!("{} prompts generated as transformers does", prompts.len());
 }
