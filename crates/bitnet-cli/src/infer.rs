@@ -294,10 +294,12 @@ pub fn generate(a: &GenerateArgs, json: bool) -> Result<(), String> {
             "decode_tokens_per_s": per_s(out.decode_tokens, out.decode_ms),
         }));
     }
-    if !text.starts_with(printed.as_str()) || printed.len() < text.len() {
-        print!("{}", text.get(printed.len()..).unwrap_or(&text));
+    // The rest of the text (a tokenizer may rewrite earlier characters once a byte sequence
+    // completes; then the whole text is printed again).
+    match text.strip_prefix(printed.as_str()) {
+        Some(rest) => println!("{rest}"),
+        None => println!("\n{text}"),
     }
-    println!();
     eprintln!(
         "[{} tokens, ended by {ended}; prefill {} tokens at {:.1} tokens/s, decode {:.1} tokens/s on {}{}]",
         tokens.len(),

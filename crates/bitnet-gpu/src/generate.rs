@@ -456,6 +456,9 @@ impl Generator {
             .map(|i| SampleRng::new(opts.seed, opts.first_stream + i as u64))
             .collect();
 
+        // Both passes are built (their pipelines compiled) before the clock starts.
+        let prefill = self.pass(gpu, &w, Pass::Prefill, &lens)?;
+        let decode = self.pass(gpu, &w, Pass::Decode, &lens)?;
         let start = now();
         let mut ids: Vec<u32> = Vec::with_capacity(b * t as usize);
         for p in prompts {
@@ -464,8 +467,7 @@ impl Generator {
         }
         gpu.queue
             .write_buffer(&w.ids, 0, bytemuck::cast_slice(&ids));
-        gpu.submit(&self.pass(gpu, &w, Pass::Prefill, &lens)?);
-        let decode = self.pass(gpu, &w, Pass::Decode, &lens)?;
+        gpu.submit(&prefill);
         let mut step = 0;
         loop {
             let logits = gpu.read_f32("logits", &w.logits, b * vocab).await?;
