@@ -116,8 +116,11 @@ pub fn run(a: &RunArgs, json: bool, show_table: bool) -> Result<(), String> {
         selfgen::print_report(&report);
     }
     let bytes = std::fs::read(&data).map_err(|e| io(&data, e))?;
-    let examples = bitnet_core::dataset::parse_jsonl(&data.display().to_string(), &bytes)
-        .map_err(|e| e.to_string())?;
+    let examples = match report.counts.kept {
+        0 => Vec::new(),
+        _ => bitnet_core::dataset::parse_jsonl(&data.display().to_string(), &bytes)
+            .map_err(|e| e.to_string())?,
+    };
     if examples.len() < 2 {
         return Err(format!(
             "self-generation kept {} samples; training and a held-out evaluation need at least 2 (raise --num, --max-new-tokens or use a larger model)",

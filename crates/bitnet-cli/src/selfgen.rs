@@ -75,6 +75,9 @@ fn existing(out: &Path) -> Result<Vec<Example>, String> {
         bytes.truncate(whole);
         std::fs::write(out, &bytes).map_err(|e| io(out, e))?;
     }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new()); // nothing kept yet
+    }
     bitnet_core::dataset::parse_jsonl(&out.display().to_string(), &bytes).map_err(|e| e.to_string())
 }
 

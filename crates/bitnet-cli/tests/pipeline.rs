@@ -236,6 +236,18 @@ fn selfgen_writes_filtered_unique_lines_resumes_after_a_kill_and_stops_at_its_bu
     assert_eq!(report["stopped_by"], "max_attempts");
     assert_eq!(report["counts"]["attempts"], 4);
     assert_clean(&lines(&budget));
+
+    // A run that has kept nothing yet (one-token answers are all too short) resumes too.
+    let empty = dir.join("empty.jsonl");
+    let mut e = selfgen_args(s(&empty), s(&t), "5");
+    e[2] = s(&llama);
+    e[8] = "1";
+    let first = json(&[e.clone(), vec!["--max-attempts", "2", "--json"]].concat());
+    assert_eq!(first["counts"]["too_short"], 2);
+    let more = json(&[e, vec!["--max-attempts", "3", "--resume", "--json"]].concat());
+    assert_eq!(more["counts"]["attempts"], 3);
+    assert_eq!(more["counts"]["kept"], 0);
+    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "");
 }
 
 fn lines_of(text: &str) -> Vec<Example> {
