@@ -391,3 +391,105 @@ fn generate_chat_prompts_through_the_tokenizer_chat_template() {
     let (ok, _, err) = bitnet(&["generate", "--model", s(&llama), "--prompt", "Hi", "--chat"]);
     assert!(!ok && err.contains("chat_template"), "{err}");
 }
+
+/// A model trained with the post-attention RMSNorm: `eval` and `generate` of its packed file use the
+/// trained gains in post_attn_norm.safetensors beside it (not gains of 1, not no norm at all), and a
+/// broken gains file is an error that names it.
+#[test]
+fn a_packed_file_is_evaluated_with_the_trained_post_attention_gains_beside_it() {
+    use bitnet_core::safetensors::{OwnedTensor, SafeTensors, serialize};
+
+    let dir = tmp("postnorm");
+    let data = dir.join("data.jsonl");
+    std::fs::write(
+        &data,
+        "{\"instruction\": \"Write a haiku about the sea.\", \"output\": \"Waves fold into foam, the tide keeps its time.\"}\n{\"instruction\": \"Solve: 12 times 7?\", \"output\": \"12 times 7 is 84.\"}\n",
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let llama = fixtures().join("llama");
+    let (ok, _, err) = bitnet(&[
+        "train",
+        "--base_model",
+        s(&llama),
+        "--dataset",
+        s(&data),
+        "--out_dir",
+        s(&out),
+        "--steps",
+        "6",
+        "--bsz",
+        "2",
+        "--grad_accum",
+        "1",
+        "--lr",
+        "1e-2",
+        "--seq-len",
+        "32",
+        "--rmsnorm_post_attn",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let gains_path = out.join("post_attn_norm.safetensors");
+    let gains_bytes = std::fs::read(&gains_path).unwrap();
+    let gains = SafeTensors::parse("gains", &gains_bytes).unwrap();
+    let trained: Vec<OwnedTensor> = gains
+        .header
+        .tensors
+        .iter()
+        .map(|t| {
+            let v = gains.to_f32(t).unwrap();
+            assert!(v.iter().any(|&g| g != 1.0), "{} never moved from 1", t.name);
+            OwnedTensor::f32(t.name.clone(), t.shape.clone(), &vec![1.0; v.len()])
+        })
+        .collect();
+    let packed = out.join("model.bitnet.safetensors");
+    let eval = |model: &Path| {
+        json(&["eval", "--model", s(model), "--dataset", s(&data), "--json"])["mean_loss"]
+            .as_f64()
+            .unwrap()
+    };
+    let with_trained = eval(&packed);
+    // The same packed file with gains of 1 beside it, and with no gains file at all.
+    let ones = dir.join("ones");
+    let bare = dir.join("bare");
+    for d in [&ones, &bare] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::copy(&packed, d.join("m.safetensors")).unwrap();
+    }
+    std::fs::write(
+        ones.join("post_attn_norm.safetensors"),
+        serialize(trained, &Default::default()),
+    )
+    .unwrap();
+    let with_ones = eval(&ones.join("m.safetensors"));
+    let without = eval(&bare.join("m.safetensors"));
+    assert_ne!(with_trained, with_ones);
+    assert_ne!(with_ones, without);
+    let g = json(&[
+        "generate",
+        "--model",
+        s(&packed),
+        "--prompt",
+        "Hi",
+        "--greedy",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(g["tokens"].as_array().unwrap().len(), 4);
+    std::fs::write(
+        bare.join("post_attn_norm.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
+    let (ok, _, err) = bitnet(&[
+        "eval",
+        "--model",
+        s(&bare.join("m.safetensors")),
+        "--dataset",
+        s(&data),
+    ]);
+    assert!(!ok && err.contains("post_attn_norm.safetensors"), "{err}");
+}
