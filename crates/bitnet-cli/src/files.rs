@@ -59,3 +59,16 @@ impl ModelFiles for DirFiles {
         Ok(buf)
     }
 }
+
+/// An I/O error naming the path.
+pub fn io(path: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a kill leaves either the old
+/// file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}

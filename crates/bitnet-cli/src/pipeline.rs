@@ -17,6 +17,7 @@ use bitnet_gpu::model::ModelSetup;
 use bitnet_gpu::selftest::Rng;
 use bitnet_gpu::trainer::TrainSettings;
 
+use crate::files::io;
 use crate::infer::{self, Perplexity};
 use crate::selfgen::{self, SelfgenArgs};
 use crate::train::{self, TrainArgs};
@@ -55,10 +56,6 @@ struct RunReport {
 struct Sample {
     instruction: String,
     response: String,
-}
-
-fn io(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
 }
 
 fn write_jsonl(path: &Path, lines: &[&Example]) -> Result<(), String> {

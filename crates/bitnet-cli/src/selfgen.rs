@@ -17,6 +17,7 @@ use bitnet_core::selfgen::{
 };
 use bitnet_gpu::generate::{GenerateOptions, Generator};
 
+use crate::files::{io, write_atomic};
 use crate::infer::{self, Loaded};
 
 pub struct SelfgenArgs {
@@ -62,10 +63,6 @@ pub fn state_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn io(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
-}
-
 /// The kept lines of an earlier run: a last line cut short by a kill is dropped from the file (it
 /// was never counted), every other line must parse.
 fn existing(out: &Path) -> Result<Vec<Example>, String> {
@@ -82,10 +79,8 @@ fn existing(out: &Path) -> Result<Vec<Example>, String> {
 }
 
 fn write_state(path: &Path, state: &State) -> Result<(), String> {
-    let tmp = path.with_extension("partial");
     let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    write_atomic(path, text.as_bytes())
 }
 
 fn progress(c: &Counts, num: u64, max_attempts: u64, tok_s: f64) {
@@ -183,8 +178,8 @@ pub fn run_with(
     let generator = Generator::new(gpu, &m.model.config, &m.weights).map_err(|e| e.to_string())?;
     let now = infer::clock();
     let (mut tokens, mut ms) = (0usize, 0f64);
-    let c = &mut state.counts;
-    while c.kept < a.num && c.attempts < max_attempts {
+    while state.counts.kept < a.num && state.counts.attempts < max_attempts {
+        let c = &mut state.counts;
         let n = (a.batch as u64).min(max_attempts - c.attempts);
         let first = c.attempts;
         let picks: Vec<_> = (first..first + n)
@@ -253,24 +248,10 @@ pub fn run_with(
                 .map_err(|e| io(&a.out, e))?;
             c.kept += 1;
         }
-        let c_now = c.clone();
-        write_state(
-            &state_file,
-            &State {
-                counts: c_now.clone(),
-                seed: a.seed,
-                max_new_tokens: a.max_new_tokens,
-                chat: a.chat,
-                templates: a.templates.as_ref().map(|p| p.display().to_string()),
-            },
-        )?;
+        write_state(&state_file, &state)?;
         if !quiet {
-            progress(
-                &c_now,
-                a.num,
-                max_attempts,
-                tokens as f64 * 1e3 / ms.max(1e-9),
-            );
+            let speed = tokens as f64 * 1e3 / ms.max(1e-9);
+            progress(&state.counts, a.num, max_attempts, speed);
         }
     }
     if !quiet {

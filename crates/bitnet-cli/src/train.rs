@@ -24,7 +24,7 @@ use bitnet_gpu::optimizer::AdamConfig;
 use bitnet_gpu::packer::{PackOptions, pack_model};
 use bitnet_gpu::trainer::{TrainSettings, Trainer};
 
-use crate::files::DirFiles;
+use crate::files::{DirFiles, io, write_atomic};
 
 /// Everything `bitnet train` was asked for.
 pub struct TrainArgs {
@@ -53,18 +53,6 @@ struct Metrics {
     tokens_per_s: f64,
     /// Fraction of zero codes over every ternary weight, with the training quantizer.
     sparsity: f64,
-}
-
-fn io(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a kill leaves either the old
-/// file or the new one, never half of one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
 /// The checkpoints in `dir`, oldest first: (step, path).
