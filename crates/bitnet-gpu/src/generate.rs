@@ -58,7 +58,8 @@ pub struct Generation {
 /// The weights of a model on the GPU, ready to generate.
 pub struct Generator {
     pub cfg: ModelConfig,
-    weights: BTreeMap<String, wgpu::Buffer>,
+    /// Every parameter's buffer and PyTorch shape.
+    weights: BTreeMap<String, (wgpu::Buffer, Vec<usize>)>,
     post_attn_norm: bool,
     plan: GemmPlan,
 }
@@ -113,16 +114,17 @@ impl Generator {
     ) -> Result<Generator, GpuError> {
         let mut bufs = BTreeMap::new();
         let post_attn_norm = weights.contains_key(&post_attn_norm_name(0));
-        let mut names: Vec<(String, usize)> = param_table(cfg)
+        let mut names: Vec<(String, Vec<usize>)> = param_table(cfg)
             .into_iter()
-            .map(|s| (s.name.clone(), s.numel()))
+            .map(|s| (s.name, s.shape))
             .collect();
         if post_attn_norm {
             names.extend(
-                (0..cfg.num_hidden_layers).map(|l| (post_attn_norm_name(l), cfg.hidden_size)),
+                (0..cfg.num_hidden_layers).map(|l| (post_attn_norm_name(l), vec![cfg.hidden_size])),
             );
         }
-        for (name, numel) in names {
+        for (name, shape) in names {
+            let numel: usize = shape.iter().product();
             let values = weights.get(&name).ok_or_else(|| GpuError::Device {
                 what: "generator".into(),
                 message: format!("tensor {name} is missing"),
@@ -136,7 +138,8 @@ impl Generator {
                     ),
                 });
             }
-            bufs.insert(name.clone(), gpu.upload_f32(&name, values)?);
+            let buf = gpu.upload_f32(&name, values)?;
+            bufs.insert(name, (buf, shape));
         }
         Ok(Generator {
             cfg: cfg.clone(),
@@ -147,7 +150,7 @@ impl Generator {
     }
 
     fn w(&self, name: &str) -> &wgpu::Buffer {
-        &self.weights[name]
+        &self.weights[name].0
     }
 
     fn work(&self, gpu: &Gpu, b: u32, t: u32, cap: u32) -> Result<Work, GpuError> {
@@ -209,8 +212,8 @@ impl Generator {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) {
-        let wt = self.w(&format!("{name}.weight"));
-        let (out, inp) = self.dims(name);
+        let (wt, shape) = &self.weights[&format!("{name}.weight")];
+        let (out, inp) = (shape[0] as u32, shape[1] as u32);
         let bias = has_bias.then(|| self.w(&format!("{name}.bias")));
         ops.extend(gpu.linear_forward(
             self.plan,
@@ -223,24 +226,6 @@ impl Generator {
             None,
             y,
         ));
-    }
-
-    /// (out, in) of a projection.
-    fn dims(&self, name: &str) -> (u32, u32) {
-        let c = &self.cfg;
-        let (h, i) = (c.hidden_size as u32, c.intermediate_size as u32);
-        let (qd, kvd) = (
-            (c.num_attention_heads * c.head_dim) as u32,
-            (c.num_key_value_heads * c.head_dim) as u32,
-        );
-        match name.rsplit('.').next() {
-            Some("q_proj") => (qd, h),
-            Some("k_proj") | Some("v_proj") => (kvd, h),
-            Some("o_proj") => (h, qd),
-            Some("gate_proj") | Some("up_proj") => (i, h),
-            Some("down_proj") => (h, i),
-            _ => (c.vocab_size as u32, h),
-        }
     }
 
     /// The ops of one pass: the prefill over all B·T rows, or a decode step over B rows. Both end
