@@ -21,7 +21,7 @@ pub struct Example {
 }
 
 /// Which tokens are trained on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossMask {
     /// Every token (the seed).

@@ -14,6 +14,7 @@ use crate::safetensors::{Dtype, Header, TensorInfo, decode_f32};
 pub const CONFIG_FILE: &str = "config.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// A set of named files (a folder on disk, or File objects picked in the browser). Names are base
 /// names (`config.json`, `model-00001-of-00002.safetensors`).
@@ -182,7 +183,8 @@ pub async fn read_header<F: ModelFiles>(files: &F, file: &str) -> Result<Header>
     Header::parse(file, &bytes, len)
 }
 
-/// The weight files: from the index when there is one, else every `.safetensors` file.
+/// The weight files: from the index when there is one, else `model.safetensors`, else every
+/// `.safetensors` file.
 async fn shard_files<F: ModelFiles>(files: &F) -> Result<Vec<String>> {
     if files.size(INDEX_FILE).is_some() {
         let bytes = files.read_all(INDEX_FILE).await?;
@@ -213,6 +215,11 @@ async fn shard_files<F: ModelFiles>(files: &F) -> Result<Vec<String>> {
             }
         }
         return Ok(names);
+    }
+    // Like transformers: `model.safetensors` when it is there (other .safetensors files beside it,
+    // such as adapters or our post-attention gains, are not the model's weights); else every one.
+    if files.size(WEIGHTS_FILE).is_some() {
+        return Ok(vec![WEIGHTS_FILE.to_string()]);
     }
     let mut names: Vec<String> = files
         .names()

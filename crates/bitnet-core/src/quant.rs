@@ -13,7 +13,7 @@ pub const ABSMEAN_EPS: f32 = 1e-5;
 pub const DEFAULT_THRESHOLD_RATIO: f32 = 0.7;
 
 /// How the `threshold` quantizer picks its scale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleMode {
     /// Mean of |W| over the non-zero codes: the least-squares optimum.
@@ -22,7 +22,7 @@ pub enum ScaleMode {
     Absmean,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Quantizer {
     #[default]

@@ -37,31 +37,8 @@ impl Sampling {
     }
 }
 
-/// splitmix64: a tiny, well-mixed counter-based generator (reproducible on every platform).
-#[derive(Debug, Clone)]
-pub struct SampleRng(u64);
-
-impl SampleRng {
-    /// The generator of stream `stream` (e.g. a prompt's index) of a run seeded with `seed`.
-    pub fn new(seed: u64, stream: u64) -> SampleRng {
-        let mut r = SampleRng(seed ^ stream.wrapping_mul(0xD134_2543_DE82_EF95));
-        r.next_u64();
-        r
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The generator of a sampled token: stream i of the run's seed is prompt i's (see [`crate::rng`]).
+pub type SampleRng = crate::rng::Rng;
 
 /// The index of the first largest value (NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
@@ -130,7 +107,7 @@ mod tests {
     fn greedy_takes_the_first_largest_logit() {
         assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -3.0, -4.0]), 1);
-        let mut rng = SampleRng::new(1, 0);
+        let mut rng = SampleRng::stream(1, 0);
         assert_eq!(sample(&[0.0, 1.0, 3.0], &Sampling::Greedy, &mut rng), 2);
         assert_eq!(Sampling::new(0.0, 0.9, 0).unwrap(), Sampling::Greedy);
         assert!(Sampling::new(-1.0, 0.9, 0).is_err());
@@ -141,7 +118,7 @@ mod tests {
     #[test]
     fn top_k_and_top_p_cut_the_candidates() {
         let logits = [0.0f32, 3.0, 2.9, -2.0, 2.8];
-        let mut rng = SampleRng::new(42, 7);
+        let mut rng = SampleRng::stream(42, 7);
         // top-k 1 is greedy whatever the temperature.
         let k1 = Sampling::Random {
             temperature: 5.0,
@@ -184,13 +161,13 @@ mod tests {
             top_p: 1.0,
             top_k: 0,
         };
-        let mut rng = SampleRng::new(42, 0);
+        let mut rng = SampleRng::stream(42, 0);
         let ones = (0..4000)
             .filter(|_| sample(&logits, &s, &mut rng) == 1)
             .count();
         assert!((2850..3150).contains(&ones), "{ones} of 4000");
         let draw = |seed| {
-            let mut r = SampleRng::new(seed, 3);
+            let mut r = SampleRng::stream(seed, 3);
             (0..20)
                 .map(|_| sample(&logits, &s, &mut r))
                 .collect::<Vec<_>>()

@@ -6,8 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-#[serde(tag = "shape", rename_all = "snake_case")]
+/// Serialized as `bitnet schedule --shape` spells it (`linear`, `sigmoid:8`, …).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Schedule {
     /// The seed's ramp: λ = s / w.
     Linear,
@@ -17,7 +18,7 @@ pub enum Schedule {
     Exp { k: f64 },
     /// n equal plateaus: λ = floor(n·s/w)/n.
     Step { n: u32 },
-    /// A constant λ = v during warmup (then 1).
+    /// λ = v at every step: a constant schedule is constant, whatever the warmup.
     Const { v: f64 },
 }
 
@@ -29,6 +30,9 @@ impl Schedule {
 
     /// λ at optimizer step `s`.
     pub fn lambda(&self, s: u64, steps: u64, warmup_frac: f64) -> f64 {
+        if let Schedule::Const { v } = *self {
+            return v;
+        }
         let w = Self::warmup_steps(steps, warmup_frac);
         if w == 0 || s >= w {
             return 1.0;
@@ -77,6 +81,19 @@ impl fmt::Display for Schedule {
             Schedule::Step { n } => write!(f, "step:{n}"),
             Schedule::Const { v } => write!(f, "const:{v}"),
         }
+    }
+}
+
+impl From<Schedule> for String {
+    fn from(s: Schedule) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Schedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
     }
 }
 
@@ -158,10 +175,30 @@ mod tests {
 
     #[test]
     fn zero_warmup_is_one_from_the_start() {
-        for s in ["linear", "sigmoid:8", "exp:3", "step:4", "const:0.3"] {
+        for s in ["linear", "sigmoid:8", "exp:3", "step:4"] {
             let sched: Schedule = s.parse().unwrap();
             assert_eq!(sched.lambda(0, 1000, 0.0), 1.0, "{s}");
         }
+    }
+
+    #[test]
+    fn a_constant_schedule_is_constant_whatever_the_warmup() {
+        for v in [0.0, 0.3, 1.0] {
+            let sched = Schedule::Const { v };
+            for (steps, frac) in [(1000, 0.0), (2, 0.4), (100, 0.5), (100, 1.0)] {
+                assert!(
+                    sched.trace(steps, frac).iter().all(|&l| l == v),
+                    "{v} {steps} {frac}"
+                );
+            }
+        }
+        let json = serde_json::to_string(&Schedule::Sigmoid { k: 8.0 }).unwrap();
+        assert_eq!(json, "\"sigmoid:8\"");
+        assert_eq!(
+            serde_json::from_str::<Schedule>(&json).unwrap(),
+            Schedule::Sigmoid { k: 8.0 }
+        );
+        assert!(serde_json::from_str::<Schedule>("\"cubic\"").is_err());
     }
 
     #[test]

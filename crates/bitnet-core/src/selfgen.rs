@@ -219,13 +219,16 @@ impl Templates {
             !self.domains.is_empty(),
             "selfgen: templates have no domains"
         );
-        let d = &self.domains[below(draw(seed, attempt, 0), self.domains.len())];
+        // Attempt n draws from its own stream (no state is carried between attempts), of a seed
+        // apart from the one its tokens are sampled with.
+        let mut rng = crate::rng::Rng::stream(seed ^ PICK_SALT, attempt);
+        let d = &self.domains[rng.below(self.domains.len() as u64) as usize];
         assert!(
             !d.tasks.is_empty(),
             "selfgen: domain `{}` has no tasks",
             d.name
         );
-        let task = &d.tasks[below(draw(seed, attempt, 1), d.tasks.len())];
+        let task = &d.tasks[rng.below(d.tasks.len() as u64) as usize];
         Pick {
             domain: d.name.clone(),
             instruction: d.form.replace(TASK, task),
@@ -247,23 +250,8 @@ impl Templates {
     }
 }
 
-/// splitmix64 (Steele, Lea, Flood 2014): one step of the generator, used here as a mixing function.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Counter-based draw number `stream` of attempt `attempt`: no state carried between attempts.
-fn draw(seed: u64, attempt: u64, stream: u64) -> u64 {
-    splitmix64(splitmix64(seed ^ splitmix64(attempt)).wrapping_add(stream))
-}
-
-/// Maps a uniform u64 to 0..n (multiply-high; the bias is below n / 2^64).
-fn below(r: u64, n: usize) -> usize {
-    ((r as u128 * n as u128) >> 64) as usize
-}
+/// Separates the instruction draws from the token draws of the same attempt.
+const PICK_SALT: u64 = 0x7E4D_1A7E_5EED_0001;
 
 // ---------------------------------------------------------------------------------------------------
 // Prompt, response, filters.

@@ -4,9 +4,10 @@ use crate::config::ModelConfig;
 use crate::model::Model;
 use crate::params::{ParamSpec, Role, param_table};
 
-/// Default fine-tuning shape (the seed's `--bsz 2`, 512-token samples).
+/// Default fine-tuning shape (the seed's `--bsz 2 --grad_accum 8`, 512-token samples).
 pub const DEFAULT_BATCH: usize = 2;
 pub const DEFAULT_SEQ_LEN: usize = 512;
+pub const DEFAULT_GRAD_ACCUM: usize = 8;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelSummary {
@@ -59,21 +60,26 @@ impl ModelSummary {
             dtypes: model.dtypes(),
             weight_bytes: model.weight_bytes(),
             weight_files: model.shards.iter().map(|s| s.file.clone()).collect(),
-            finetune_memory: MemoryPlan::new(c, DEFAULT_BATCH, DEFAULT_SEQ_LEN),
+            finetune_memory: MemoryPlan::new(c, DEFAULT_BATCH, DEFAULT_SEQ_LEN, DEFAULT_GRAD_ACCUM),
         }
     }
 }
 
-/// GPU memory a fine-tune needs, in bytes, all f32 (DESIGN.md §2).
+/// GPU memory a fine-tune needs, in bytes, all f32 (DESIGN.md §2): the one plan that `inspect`,
+/// the app and `train` show and check, counted buffer by buffer as the GPU model, the optimizer
+/// and the batches allocate them (a test holds it to `Gpu::allocated_bytes`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MemoryPlan {
+    /// Sequences per micro-batch.
     pub batch: usize,
     pub seq_len: usize,
+    /// Micro-batches per optimizer step: the trainer holds all of their activations at once.
+    pub micro_batches: usize,
     pub weights: u64,
     pub gradients: u64,
     /// AdamW first and second moments.
     pub optimizer: u64,
-    /// Activations kept for backward, logits and their gradient.
+    /// Activations kept for backward, logits and their gradient, of every micro-batch of a step.
     pub activations: u64,
     pub total: u64,
     /// The largest single buffer and what it holds.
@@ -81,8 +87,11 @@ pub struct MemoryPlan {
     pub largest_buffer_name: String,
 }
 
+/// What the plan calls the logits buffer when it is the largest.
+pub const LOGITS_BUFFER: &str = "the logits of a micro-batch";
+
 impl MemoryPlan {
-    pub fn new(c: &ModelConfig, batch: usize, seq_len: usize) -> Self {
+    pub fn new(c: &ModelConfig, batch: usize, seq_len: usize, micro_batches: usize) -> Self {
         let table = param_table(c);
         let params: u64 = table.iter().map(|p| p.numel() as u64).sum();
         let (h, i, v) = (
@@ -92,25 +101,29 @@ impl MemoryPlan {
         );
         let kv = (c.num_key_value_heads * c.head_dim) as u64;
         let q = (c.num_attention_heads * c.head_dim) as u64;
+        let heads = c.num_attention_heads as u64;
+        let layers = c.num_hidden_layers as u64;
         let tokens = (batch * seq_len) as u64;
-        // Saved per token and layer: norms, q/k/v, attention output, o, residuals (≈ 6h + 2q + 2kv),
-        // gate/up/activation (3i), and one row of attention probabilities per head.
-        let per_token_layer =
-            6 * h + 2 * q + 2 * kv + 3 * i + (c.num_attention_heads * seq_len) as u64;
-        let activations = 4
-            * (tokens * per_token_layer * c.num_hidden_layers as u64
-                + 2 * tokens * v
-                + 4 * tokens * h);
+        // Per token, as `Batch::new` allocates: in each layer the norms' inputs and 1/rms, q/k/v
+        // before and after RoPE, the attention output and its softmax statistics, o_proj's output
+        // (and normed), the residual, gate/up/SwiGLU; once: the residual stream, the final norm,
+        // logits and their gradient, the backward pass's scratch, loss, ids and targets.
+        let per_layer = 5 * h + 3 * q + 3 * kv + 3 * i + 2 * heads + 3;
+        let once = (layers + 6) * h + 2 * v + 3 * i + 3 * q + 5 * kv + 5;
+        let rope = seq_len as u64 * c.head_dim as u64; // cos and sin, half a head each
+        let activations =
+            4 * micro_batches.max(1) as u64 * (tokens * (layers * per_layer + once) + rope);
         let (largest_name, largest) = table
             .iter()
             .map(|p| (p.name.clone(), 4 * p.numel() as u64))
-            .chain(std::iter::once(("logits".to_string(), 4 * tokens * v)))
+            .chain(std::iter::once((LOGITS_BUFFER.to_string(), 4 * tokens * v)))
             .max_by_key(|(_, b)| *b)
             .unwrap_or_default();
         let weights = 4 * params;
         MemoryPlan {
             batch,
             seq_len,
+            micro_batches,
             weights,
             gradients: weights,
             optimizer: 2 * weights,
@@ -121,32 +134,44 @@ impl MemoryPlan {
         }
     }
 
+    /// Weights, gradients and AdamW moments together.
+    pub fn state(&self) -> u64 {
+        self.weights + self.gradients + self.optimizer
+    }
+
+    /// The largest buffer when it exceeds one storage binding of `max_binding` bytes (the GPU model
+    /// binds every tensor whole, so such a run cannot start).
+    pub fn too_large(&self, max_binding: u64) -> Option<(&str, u64)> {
+        (self.largest_buffer > max_binding)
+            .then_some((self.largest_buffer_name.as_str(), self.largest_buffer))
+    }
+
     /// What the plan means against an adapter's limits (`maxBufferSize`,
     /// `maxStorageBufferBindingSize`), one sentence per finding.
     pub fn limit_notes(&self, max_buffer_size: u64, max_binding: u64) -> Vec<String> {
-        let mut notes = Vec::new();
-        if self.largest_buffer > max_buffer_size {
-            notes.push(format!(
-                "`{}` needs {} in one buffer, over this adapter's maxBufferSize of {}; it must be split by rows",
-                self.largest_buffer_name,
-                human_bytes(self.largest_buffer),
-                human_bytes(max_buffer_size)
-            ));
-        } else if self.largest_buffer > max_binding {
-            notes.push(format!(
-                "`{}` needs {}, over this adapter's maxStorageBufferBindingSize of {}; it is bound in row blocks",
-                self.largest_buffer_name,
-                human_bytes(self.largest_buffer),
-                human_bytes(max_binding)
-            ));
+        let limit = max_binding.min(max_buffer_size);
+        let name = if limit == max_binding {
+            "maxStorageBufferBindingSize"
         } else {
-            notes.push(format!(
+            "maxBufferSize"
+        };
+        match self.too_large(limit) {
+            Some((buffer, bytes)) => vec![format!(
+                "`{buffer}` needs {}, over this adapter's {name} of {}: training cannot start; lower the batch or the sequence length{}",
+                human_bytes(bytes),
+                human_bytes(limit),
+                if buffer == LOGITS_BUFFER {
+                    ""
+                } else {
+                    ", or use a GPU with larger bindings"
+                }
+            )],
+            None => vec![format!(
                 "every buffer fits this adapter's limits (largest: `{}`, {})",
                 self.largest_buffer_name,
                 human_bytes(self.largest_buffer)
-            ));
+            )],
         }
-        notes
     }
 }
 

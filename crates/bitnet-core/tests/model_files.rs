@@ -187,3 +187,19 @@ fn tokenizer_fixture_parses() {
         .to_string();
     assert!(e.starts_with("tokenizer.json: tokenizer:"), "{e}");
 }
+
+/// Other .safetensors files beside `model.safetensors` (an adapter, our post-attention gains) are
+/// not read as weights, as transformers does not read them.
+#[test]
+fn other_safetensors_files_beside_model_safetensors_are_ignored() {
+    let mut files = fixture("llama");
+    let weights = files.0["model.safetensors"].clone();
+    files.0.insert("adapter_model.safetensors".into(), weights);
+    files.0.insert(
+        "post_attn_norm.safetensors".into(),
+        b"not even safetensors".to_vec(),
+    );
+    let m = open(&files).expect("extra .safetensors files are ignored");
+    assert_eq!(m.shards.len(), 1);
+    assert_eq!(m.shards[0].file, "model.safetensors");
+}

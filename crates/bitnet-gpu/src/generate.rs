@@ -29,7 +29,7 @@ use crate::ops::Op;
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
     pub sampling: Sampling,
-    /// Prompt i samples from `SampleRng::new(seed, first_stream + i)` (self-generation numbers
+    /// Prompt i samples from `SampleRng::stream(seed, first_stream + i)` (self-generation numbers
     /// its attempts so that each one's draw is the same whatever the batch size).
     pub seed: u64,
     pub first_stream: u64,
@@ -438,7 +438,7 @@ impl Generator {
         }
         let w = self.work(gpu, b as u32, t, cap as u32)?;
         let mut rngs: Vec<SampleRng> = (0..b)
-            .map(|i| SampleRng::new(opts.seed, opts.first_stream + i as u64))
+            .map(|i| SampleRng::stream(opts.seed, opts.first_stream + i as u64))
             .collect();
 
         // Both passes are built (their pipelines compiled) before the clock starts.

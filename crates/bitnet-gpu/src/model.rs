@@ -22,7 +22,7 @@ use crate::ops::Op;
 use crate::quantize::StatsBuffers;
 
 /// How a model is trained: which quantizer its projections blend toward, and the seed's options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSetup {
     pub quantizer: Quantizer,
     pub post_attn_norm: bool,
@@ -47,6 +47,8 @@ pub struct GpuModel {
     plan: GemmPlan,
     /// The λ-blended weights of one projection at a time, when the plan blends through scratch.
     scratch: Option<wgpu::Buffer>,
+    /// Whether gradient buffers exist (false: [`GpuModel::for_inference`]).
+    trainable: bool,
 }
 
 impl GpuModel {
@@ -58,7 +60,30 @@ impl GpuModel {
         weights: &BTreeMap<String, Vec<f32>>,
         setup: ModelSetup,
     ) -> Result<GpuModel, GpuError> {
+        Self::build(gpu, cfg, weights, setup, true)
+    }
+
+    /// The model for evaluation only: no gradient buffers are allocated, and
+    /// [`GpuModel::forward_backward`] refuses to run.
+    pub fn for_inference(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        weights: &BTreeMap<String, Vec<f32>>,
+        setup: ModelSetup,
+    ) -> Result<GpuModel, GpuError> {
+        Self::build(gpu, cfg, weights, setup, false)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        weights: &BTreeMap<String, Vec<f32>>,
+        setup: ModelSetup,
+        trainable: bool,
+    ) -> Result<GpuModel, GpuError> {
         let plan = gpu.gemm_plan();
+        // An inference model's gradient slots all name one small unused buffer.
+        let no_grad = (!trainable).then(|| gpu.dummy_rw[0].clone());
         let mut specs: Vec<(String, Vec<usize>, bool)> = Vec::new();
         for spec in param_table(cfg) {
             let ternary = spec.is_ternary(setup.quantize_lm_head)
@@ -100,7 +125,10 @@ impl GpuModel {
                 });
             }
             let buf = gpu.upload_f32(&name, values)?;
-            let grad = gpu.storage(&format!("grad {name}"), 4 * numel as u64)?;
+            let grad = match &no_grad {
+                Some(b) => b.clone(),
+                None => gpu.storage(&format!("grad {name}"), 4 * numel as u64)?,
+            };
             let stats = if ternary {
                 largest = largest.max(numel);
                 Some(gpu.weight_stats(&buf, numel as u64, &setup.quantizer)?)
@@ -132,6 +160,7 @@ impl GpuModel {
             params,
             plan,
             scratch,
+            trainable,
         })
     }
 
@@ -144,9 +173,13 @@ impl GpuModel {
         self.params.get(name).map(|p| &p.buf)
     }
 
-    /// The gradient buffer of `name` (accumulated by every backward pass until cleared).
+    /// The gradient buffer of `name` (accumulated by every backward pass until cleared); None for
+    /// a model built for inference.
     pub fn grad(&self, name: &str) -> Option<&wgpu::Buffer> {
-        self.params.get(name).map(|p| &p.grad)
+        self.params
+            .get(name)
+            .filter(|_| self.trainable)
+            .map(|p| &p.grad)
     }
 
     pub fn numel(&self, name: &str) -> usize {
@@ -177,6 +210,12 @@ impl GpuModel {
         batch: &Batch,
         lambda: Option<f32>,
     ) -> Result<Vec<Op>, GpuError> {
+        if !self.trainable {
+            return Err(GpuError::Device {
+                what: "model".into(),
+                message: "a model built for inference has no gradients to compute".into(),
+            });
+        }
         self.pass(gpu, batch, lambda, true)
     }
 

@@ -123,24 +123,35 @@ impl Gpu {
         w: &[f32],
         q: &Quantizer,
     ) -> Result<GpuTernary, GpuError> {
-        let n = w.len() as u64;
-        if n == 0 {
+        if w.is_empty() {
             return Ok(GpuTernary {
                 packed: Vec::new(),
                 stats: q.stats(w),
                 selected: 0,
             });
         }
-        let words = n.div_ceil(16);
+        let w_buf = self.upload(name, f32_bytes(w))?;
+        self.quantize_buffer(name, &w_buf, w.len() as u64, q).await
+    }
+
+    /// Quantizes the `n` weights already in `w_buf` with `q`: only the statistics and the 2-bit
+    /// codes (n/4 bytes) are read back.
+    pub async fn quantize_buffer(
+        &self,
+        name: &str,
+        w_buf: &wgpu::Buffer,
+        n: u64,
+        q: &Quantizer,
+    ) -> Result<GpuTernary, GpuError> {
+        let words = n.div_ceil(16).max(1);
         let max_groups = self.limits.max_compute_workgroups_per_dimension as u64;
         let encode_groups = words.div_ceil(WG).clamp(1, max_groups);
-        let w_buf = self.upload(name, f32_bytes(w))?;
         let packed = self.storage(&format!("{name} (packed codes)"), words * 4)?;
-        let (b, mut ops) = self.quant_stats(&w_buf, n, q, &packed)?;
+        let (b, mut ops) = self.quant_stats(w_buf, n, q, &packed)?;
         ops.push(self.op(
             &QUANTIZE,
             "encode",
-            &[&b.params, &w_buf, &b.partials, &b.stats, &packed],
+            &[&b.params, w_buf, &b.partials, &b.stats, &packed],
             [encode_groups as u32, 1, 1],
         ));
         self.submit(&ops);

@@ -5,12 +5,16 @@
 //!
 //! Checkpoint: a safetensors file with `param.<name>`, `adam_m.<name>` and `adam_v.<name>` (f32)
 //! for every parameter, and in its metadata the step, λ, the data order's position and random state
-//! and the settings (JSON) — see [`Trainer::checkpoint`].
+//! (with the generator's name, [`Rng::ALGORITHM`]) and the settings (JSON) — see
+//! [`Trainer::checkpoint`]. Everything that defines a run is in [`TrainSettings`], so a resume with
+//! other settings is refused by the name of the setting that differs.
 
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::dataset::{Sequence, pad_batch};
+use bitnet_core::dataset::{LossMask, Sequence, pad_batch};
+use bitnet_core::params::param_table;
+use bitnet_core::rng::Rng;
 use bitnet_core::safetensors::{OwnedTensor, SafeTensors, serialize};
 use bitnet_core::schedule::{Schedule, cosine_lr};
 
@@ -18,9 +22,11 @@ use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::model::{Batch, GpuModel, ModelSetup};
 use crate::optimizer::{AdamConfig, Optimizer};
-use crate::selftest::Rng;
 
-/// What a run is: the seed's flags and ours.
+/// The checkpoint format this trainer writes and reads.
+pub const CHECKPOINT_FORMAT: &str = "bitnet-studio checkpoint 2";
+
+/// What a run is: the seed's flags and ours — everything that must be the same when it resumes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainSettings {
     pub steps: u64,
@@ -34,12 +40,129 @@ pub struct TrainSettings {
     pub warmup_ratio: f64,
     /// Fraction of the steps over which λ goes from 0 to 1.
     pub lambda_warmup_frac: f64,
-    /// The λ schedule, as `bitnet schedule --shape` spells it.
-    pub schedule: String,
+    /// The λ schedule (serialized as `bitnet schedule --shape` spells it).
+    pub schedule: Schedule,
     pub seed: u64,
     pub adam: AdamConfig,
     /// Leave the embeddings (and a tied lm_head) as they are.
     pub freeze_embeddings: bool,
+    /// The quantizer, the post-attention norm and whether lm_head is blended too.
+    pub setup: ModelSetup,
+    /// Tokens per training sequence (longer samples are truncated).
+    pub seq_len: usize,
+    pub loss_mask: LossMask,
+}
+
+impl TrainSettings {
+    /// Checks every value a run depends on; the message names the flag.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Settings(m));
+        if self.steps == 0 || self.bsz == 0 || self.grad_accum == 0 {
+            return bad("--steps, --bsz and --grad-accum must be positive".into());
+        }
+        if self.seq_len < 2 {
+            return bad(format!(
+                "--seq-len must be at least 2, got {}",
+                self.seq_len
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("--lr must be a positive number, got {}", self.lr));
+        }
+        for (flag, v) in [
+            ("--warmup-ratio", self.warmup_ratio),
+            ("--lambda-warmup-frac", self.lambda_warmup_frac),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(format!("{flag} must be in [0, 1], got {v}"));
+            }
+        }
+        let a = &self.adam;
+        if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
+            return bad(format!(
+                "--weight-decay must be a finite number ≥ 0, got {}",
+                a.weight_decay
+            ));
+        }
+        if !(a.max_grad_norm > 0.0 && a.max_grad_norm.is_finite()) {
+            return bad(format!(
+                "--max-grad-norm must be a positive number, got {}",
+                a.max_grad_norm
+            ));
+        }
+        Ok(())
+    }
+
+    /// λ after the last optimizer step's update (the λ the trained weights were last blended at).
+    pub fn final_lambda(&self) -> f64 {
+        self.steps.checked_sub(1).map_or(0.0, |last| {
+            self.schedule
+                .lambda(last, self.steps, self.lambda_warmup_frac)
+        })
+    }
+
+    /// The settings that differ between `self` (a checkpoint's) and `other` (this run's), each as
+    /// `--flag saved (this run: value)`.
+    pub fn differences(&self, other: &TrainSettings) -> Vec<String> {
+        let flat = |s: &TrainSettings| {
+            let mut out = BTreeMap::new();
+            flatten("", &serde_json::to_value(s).unwrap_or_default(), &mut out);
+            out
+        };
+        let (a, b) = (flat(self), flat(other));
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, v)| {
+                let now = b.get(k).map_or("none".to_string(), show);
+                format!("{} {} (this run: {now})", flag_of(k), show(v))
+            })
+            .collect()
+    }
+}
+
+/// `{"adam": {"weight_decay": 0}}` → `weight_decay: 0`; a quantizer object stays whole.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match v.as_object() {
+        Some(map) if !map.contains_key("kind") => {
+            for (k, x) in map {
+                flatten(k, x, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}
+
+/// A settings value as a flag would spell it: `32`, `absmean`, `threshold (ratio 0.7, scale optimal)`.
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => {
+            let kind = map.get("kind").map_or(String::new(), show);
+            let rest: Vec<String> = map
+                .iter()
+                .filter(|(k, _)| *k != "kind")
+                .map(|(k, x)| format!("{k} {}", show(x)))
+                .collect();
+            if rest.is_empty() {
+                kind
+            } else {
+                format!("{kind} ({})", rest.join(", "))
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The command-line flag of a settings field.
+fn flag_of(field: &str) -> String {
+    match field {
+        "schedule" => "--lambda-schedule".into(),
+        "post_attn_norm" => "--rmsnorm-post-attn".into(),
+        "beta1" | "beta2" | "eps" => format!("AdamW {field}"),
+        f => format!("--{}", f.replace('_', "-")),
+    }
 }
 
 /// One optimizer step's numbers.
@@ -70,6 +193,10 @@ pub enum TrainError {
     },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error(
+        "{file} was written with other settings: {differences}; resume with the same flags, or start a new run in another folder"
+    )]
+    SettingsDiffer { file: String, differences: String },
     #[error("{0}")]
     Settings(String),
 }
@@ -78,7 +205,6 @@ pub struct Trainer {
     pub settings: TrainSettings,
     pub model: GpuModel,
     optimizer: Optimizer,
-    schedule: Schedule,
     data: Vec<Sequence>,
     pad_id: u32,
     /// The data order of the current pass and the position in it.
@@ -94,23 +220,21 @@ impl Trainer {
         gpu: &Gpu,
         cfg: &ModelConfig,
         weights: &BTreeMap<String, Vec<f32>>,
-        setup: ModelSetup,
         data: Vec<Sequence>,
         pad_id: u32,
         settings: TrainSettings,
     ) -> Result<Trainer, TrainError> {
-        let schedule: Schedule = settings.schedule.parse().map_err(TrainError::Settings)?;
-        if data.is_empty() || settings.bsz == 0 || settings.grad_accum == 0 {
+        settings.validate()?;
+        if data.is_empty() {
             return Err(TrainError::Settings(
-                "training needs data, a batch size and gradient accumulation of at least 1".into(),
+                "training needs at least one example".into(),
             ));
         }
-        let model = GpuModel::new(gpu, cfg, weights, setup)?;
+        let model = GpuModel::new(gpu, cfg, weights, settings.setup)?;
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
         let mut t = Trainer {
             optimizer,
             model,
-            schedule,
             order: Vec::new(),
             cursor: 0,
             rng: Rng::new(settings.seed),
@@ -126,10 +250,7 @@ impl Trainer {
     /// A new pass over the data in a random order (Fisher–Yates from the run's generator).
     fn shuffle(&mut self) {
         self.order = (0..self.data.len()).collect();
-        for i in (1..self.order.len()).rev() {
-            let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-            self.order.swap(i, j);
-        }
+        self.rng.shuffle(&mut self.order);
         self.cursor = 0;
     }
 
@@ -149,8 +270,7 @@ impl Trainer {
     /// λ at the current step.
     pub fn lambda(&self) -> f64 {
         let s = &self.settings;
-        self.schedule
-            .lambda(self.step, s.steps, s.lambda_warmup_frac)
+        s.schedule.lambda(self.step, s.steps, s.lambda_warmup_frac)
     }
 
     /// Runs one optimizer step; a non-finite loss or gradient norm stops with an error naming the
@@ -226,6 +346,33 @@ impl Trainer {
         Ok(out)
     }
 
+    /// Fraction of zero codes over every ternary weight under the training quantizer, computed on
+    /// the GPU (only the 2-bit codes are read back).
+    pub async fn sparsity(&self, gpu: &Gpu) -> Result<f64, GpuError> {
+        let (mut zeros, mut total) = (0u64, 0u64);
+        for spec in param_table(&self.model.cfg) {
+            if !spec.is_ternary(self.settings.setup.quantize_lm_head) {
+                continue;
+            }
+            let Some(buf) = self.model.buffer(&spec.name) else {
+                continue;
+            };
+            let n = self.model.numel(&spec.name) as u64;
+            let t = gpu
+                .quantize_buffer(&spec.name, buf, n, &self.settings.setup.quantizer)
+                .await?;
+            // Code 1 is a zero weight; the padding after the last weight is not counted.
+            let codes = t
+                .packed
+                .iter()
+                .flat_map(|b| [b >> 6, (b >> 4) & 3, (b >> 2) & 3, b & 3])
+                .take(n as usize);
+            zeros += codes.filter(|&c| c == 1).count() as u64;
+            total += n;
+        }
+        Ok(zeros as f64 / total.max(1) as f64)
+    }
+
     /// A checkpoint of the run: weights, optimizer moments, step, λ, data position, random state
     /// and settings.
     pub async fn checkpoint(&self, gpu: &Gpu) -> Result<Vec<u8>, TrainError> {
@@ -247,10 +394,8 @@ impl Trainer {
             }
         }
         let mut meta = BTreeMap::new();
-        meta.insert(
-            "format".to_string(),
-            "bitnet-studio checkpoint 1".to_string(),
-        );
+        meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
+        meta.insert("rng".to_string(), Rng::ALGORITHM.to_string());
         meta.insert("step".to_string(), self.step.to_string());
         meta.insert("lambda".to_string(), self.lambda().to_string());
         meta.insert("data_cursor".to_string(), self.cursor.to_string());
@@ -275,15 +420,26 @@ impl Trainer {
             meta.get(k)
                 .ok_or_else(|| bad(format!("no `{k}` in the metadata")))
         };
-        if field("format")? != "bitnet-studio checkpoint 1" {
-            return Err(bad("not a bitnet-studio checkpoint of format 1".into()));
+        if field("format")? != CHECKPOINT_FORMAT {
+            return Err(bad(format!(
+                "written as `{}`, this version reads `{CHECKPOINT_FORMAT}`",
+                field("format")?
+            )));
+        }
+        if field("rng")? != Rng::ALGORITHM {
+            return Err(bad(format!(
+                "its data order was drawn by `{}`, this version draws with `{}`",
+                field("rng")?,
+                Rng::ALGORITHM
+            )));
         }
         let saved: TrainSettings =
             serde_json::from_str(field("settings")?).map_err(|e| bad(format!("settings: {e}")))?;
         if saved != self.settings {
-            return Err(bad(format!(
-                "it was written with other settings ({saved:?}); resume with the same flags"
-            )));
+            return Err(TrainError::SettingsDiffer {
+                file: file.to_string(),
+                differences: saved.differences(&self.settings).join(", "),
+            });
         }
         let number = |k: &str| -> Result<u64, TrainError> {
             field(k)?.parse().map_err(|e| bad(format!("{k}: {e}")))
@@ -312,7 +468,7 @@ impl Trainer {
         self.step = number("step")?;
         self.cursor = number("data_cursor")? as usize;
         self.order = order;
-        self.rng = Rng::new(number("rng_state")?);
+        self.rng = Rng::from_state(number("rng_state")?);
         Ok(())
     }
 }

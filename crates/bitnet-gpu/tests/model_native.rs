@@ -112,3 +112,43 @@ fn gpu_model_with_a_quantized_lm_head_matches_the_cpu_reference() {
         );
     }
 }
+
+/// A model built for inference (evaluation) allocates no gradient buffers, gives the training
+/// model's loss, and refuses a backward pass.
+#[test]
+fn an_inference_model_has_no_gradients_and_the_same_loss() {
+    let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test");
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    let (model, params) = oracle::load("llama");
+    let cfg = &model.config;
+    let setup = ModelSetup {
+        quantizer: Quantizer::Absmean,
+        post_attn_norm: false,
+        quantize_lm_head: false,
+    };
+    let weight_bytes: u64 = params.values().map(|v| 4 * v.len() as u64).sum();
+    let before = gpu.allocated_bytes();
+    let infer = GpuModel::for_inference(&gpu, cfg, &params, setup).unwrap();
+    let inference_bytes = gpu.allocated_bytes() - before;
+    let train = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
+    let training_bytes = gpu.allocated_bytes() - before - inference_bytes;
+    assert!(
+        inference_bytes < weight_bytes + weight_bytes / 10,
+        "inference model: {inference_bytes} bytes for {weight_bytes} of weights"
+    );
+    assert!(training_bytes >= 2 * weight_bytes, "{training_bytes}");
+    assert!(infer.grad("model.norm.weight").is_none());
+    let loss = |m: &GpuModel| {
+        let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+        gpu.submit(&m.forward_loss(&gpu, &batch, Some(0.5)).unwrap());
+        let n = tokens.len() * tokens[0].len();
+        pollster::block_on(gpu.read_f32("loss", &batch.loss, n))
+            .unwrap()
+            .iter()
+            .sum::<f32>()
+    };
+    assert_eq!(loss(&infer), loss(&train));
+    let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+    assert!(infer.forward_backward(&gpu, &batch, None).is_err());
+}

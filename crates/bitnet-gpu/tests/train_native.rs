@@ -11,6 +11,7 @@ mod oracle;
 
 use std::collections::BTreeMap;
 
+use bitnet_core::Schedule;
 use bitnet_core::dataset::{Example, LossMask, tokenize};
 use bitnet_core::quant::Quantizer;
 use bitnet_core::tokenizer::Tokenizer;
@@ -63,17 +64,19 @@ fn trainer_with(gpu: &Gpu, steps: u64, freeze_embeddings: bool) -> Trainer {
         lr: 3e-3,
         warmup_ratio: 0.1,
         lambda_warmup_frac: 0.4,
-        schedule: "linear".into(),
+        schedule: Schedule::Linear,
         seed: 42,
         adam: AdamConfig::default(),
         freeze_embeddings,
+        setup: ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: false,
+        },
+        seq_len: 32,
+        loss_mask: LossMask::All,
     };
-    let setup = ModelSetup {
-        quantizer: Quantizer::Absmean,
-        post_attn_norm: false,
-        quantize_lm_head: false,
-    };
-    Trainer::new(gpu, &model.config, &weights, setup, data, 2, settings).unwrap()
+    Trainer::new(gpu, &model.config, &weights, data, 2, settings).unwrap()
 }
 
 fn run(gpu: &Gpu, t: &mut Trainer, steps: u64) -> Vec<f32> {
@@ -137,7 +140,8 @@ fn a_resumed_run_ends_with_the_same_weights() {
         .unwrap_err();
     assert!(
         err.to_string().contains("checkpoint.safetensors")
-            && err.to_string().contains("other settings"),
+            && err.to_string().contains("other settings")
+            && err.to_string().contains("--steps 6 (this run: 7)"),
         "{err}"
     );
 }
@@ -176,4 +180,26 @@ fn frozen_embeddings_stay_as_they_were() {
     assert!(before[embed] == after[embed], "the embeddings moved");
     let q = "model.layers.0.self_attn.q_proj.weight";
     assert!(before[q] != after[q], "the projections did not train");
+}
+
+/// The one memory plan (`bitnet inspect`, the app, `bitnet train`) matches what a trainer really
+/// allocates for its first step — model, gradients, AdamW moments and the activations of every
+/// micro-batch — within 10 % (every sequence here fills the 32 tokens the plan assumes).
+#[test]
+fn the_memory_plan_matches_what_training_allocates() {
+    use bitnet_core::summary::MemoryPlan;
+
+    let gpu = gpu();
+    let before = gpu.allocated_bytes();
+    let mut t = trainer(&gpu, 3);
+    pollster::block_on(t.step(&gpu)).unwrap();
+    let used = gpu.allocated_bytes() - before;
+    let s = &t.settings;
+    let plan = MemoryPlan::new(&t.model.cfg, s.bsz, s.seq_len, s.grad_accum);
+    let ratio = used as f64 / plan.total as f64;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "allocated {used} bytes, the plan says {} ({ratio:.3})",
+        plan.total
+    );
 }
