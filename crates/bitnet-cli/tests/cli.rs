@@ -723,3 +723,116 @@ fn train_refuses_a_run_whose_logits_cannot_fit_a_binding() {
         "nothing is written for a refused run"
     );
 }
+
+/// On a headless machine (no Wayland display, no XDG_RUNTIME_DIR) `bitnet info` prints the adapter
+/// and no spurious error line from the Vulkan layers below it.
+#[test]
+fn info_prints_no_error_line_on_a_headless_machine() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("run bitnet");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("adapter:"), "{text}");
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
+    assert!(bad.is_empty(), "lines with `error`: {bad:?}");
+}
+
+/// `--resume` with a setting that defines the run changed (here the sequence length and the
+/// quantizer) is refused by the name of the setting, and nothing of the run is touched.
+#[test]
+fn train_resume_with_other_settings_is_refused_by_name() {
+    let dir = tmp("train-resume-other");
+    let data = dataset(&dir);
+    let model = fixtures().join("llama");
+    let out = dir.join("run");
+    let mut args = train_args(
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "4",
+    );
+    args.extend(["--save-steps", "2"]);
+    let (ok, _, err) = bitnet(&args);
+    assert!(ok, "{err}");
+    let before = std::fs::read(out.join("checkpoint-4.safetensors")).unwrap();
+    let seq_at = args.iter().position(|a| *a == "--seq-len").unwrap() + 1;
+    for (flag, value, says) in [
+        ("--seq-len", "64", "--seq-len 32 (this run: 64)"),
+        (
+            "--quantizer",
+            "threshold",
+            "--quantizer absmean (this run: threshold",
+        ),
+    ] {
+        let mut again = args.clone();
+        if flag == "--seq-len" {
+            again[seq_at] = value;
+        } else {
+            again.extend([flag, value]);
+        }
+        again.push("--resume");
+        let (ok, _, err) = bitnet(&again);
+        assert!(!ok, "a resume with another {flag} must be refused");
+        assert!(
+            err.contains("checkpoint-4.safetensors") && err.contains(says),
+            "{flag}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(out.join("checkpoint-4.safetensors")).unwrap(),
+        before
+    );
+}
+
+/// A run folder belongs to one run: `train` into the folder of an earlier run is refused (nothing
+/// in it changes) unless `--resume` or `--overwrite`, which clears the earlier run's files first.
+#[test]
+fn train_into_an_earlier_runs_folder_is_refused_unless_overwrite() {
+    let dir = tmp("train-overwrite");
+    let data = dataset(&dir);
+    let model = fixtures().join("llama");
+    let out = dir.join("run");
+    let run = |steps: &str, extra: &[&str]| {
+        let mut a = train_args(
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+            model.to_str().unwrap(),
+            steps,
+        );
+        a.extend(["--save-steps", "2"]);
+        a.extend(extra);
+        bitnet(&a)
+    };
+    let (ok, _, err) = run("4", &[]);
+    assert!(ok, "{err}");
+    let manifest = std::fs::read(out.join("training_manifest.json")).unwrap();
+    let (ok, _, err) = run("2", &[]);
+    assert!(
+        !ok && err.contains("earlier run") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("training_manifest.json")).unwrap(),
+        manifest
+    );
+    let (ok, _, err) = run("2", &["--overwrite"]);
+    assert!(ok, "{err}");
+    let ckpts: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(ckpts, ["checkpoint-2.safetensors"]);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("training_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["training_steps"], 2);
+}

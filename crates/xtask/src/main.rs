@@ -173,9 +173,14 @@ fn test(root: &Path) -> XResult {
             "-p",
             "bitnet-gpu",
             "-p",
+            "bitnet-pipeline",
+            "-p",
             "bitnet-web",
         ],
     )?;
+
+    step("the pipeline library stays free of the shells' APIs");
+    pipeline_is_shell_free(root)?;
 
     step("native tests (GPU tests on the system's Vulkan adapter)");
     run(cargo()
@@ -195,6 +200,14 @@ fn test(root: &Path) -> XResult {
             "bitnet-gpu",
             "--test",
             "kernels_web",
+            "-p",
+            "bitnet-pipeline",
+            "--test",
+            "flow_web",
+            "-p",
+            "bitnet-web",
+            "--test",
+            "opfs_store",
         ])
         .current_dir(root.join("crates/bitnet-gpu"))
         .env("PATH", &path)
@@ -213,6 +226,48 @@ fn test(root: &Path) -> XResult {
 
     eprintln!("\nxtask: all checks passed");
     Ok(())
+}
+
+/// What the pipeline crate must not use (DESIGN.md §1): the filesystem, blocking on futures, the
+/// OS clock, printing. They do not exist in the browser, and the shells own them.
+const SHELL_ONLY: [&str; 5] = [
+    "std::fs",
+    "pollster",
+    "std::time::Instant",
+    "println!",
+    "std::thread",
+];
+
+/// Fails naming the file and line of any [`SHELL_ONLY`] use in crates/bitnet-pipeline/src.
+fn pipeline_is_shell_free(root: &Path) -> XResult {
+    let mut bad = Vec::new();
+    let mut dirs = vec![root.join("crates/bitnet-pipeline/src")];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                if let Some(what) = SHELL_ONLY.iter().find(|w| line.contains(*w)) {
+                    bad.push(format!("{}:{}: {what}", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    if bad.is_empty() {
+        eprintln!("xtask: ok  no {} in bitnet-pipeline", SHELL_ONLY.join(", "));
+        Ok(())
+    } else {
+        Err(format!(
+            "bitnet-pipeline uses what only the shells may:\n{}",
+            bad.join("\n")
+        ))
+    }
 }
 
 /// Clippy over `scope`, every target, warnings denied.

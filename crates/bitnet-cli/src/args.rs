@@ -1,0 +1,232 @@
+//! Flags shared by several commands: the quantizer (pack, grads, generate, eval), sampling
+//! (generate), self-generation (selfgen, run) and the training flags of the seed (train, run).
+
+use bitnet_core::Schedule;
+use bitnet_core::dataset::LossMask;
+use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, Quantizer, ScaleMode};
+use bitnet_core::sample::Sampling;
+use bitnet_core::selfgen::Templates;
+use bitnet_gpu::model::ModelSetup;
+use bitnet_gpu::optimizer::AdamConfig;
+use bitnet_gpu::trainer::TrainSettings;
+use bitnet_pipeline::train::{TrainJob, default_save_steps};
+use clap::ValueEnum;
+use std::path::PathBuf;
+
+use crate::error::{CliError, CliResult};
+
+/// The quantizer flags.
+#[derive(clap::Args)]
+pub struct QuantArgs {
+    #[arg(long, value_enum, default_value_t = QuantizerArg::Absmean)]
+    quantizer: QuantizerArg,
+    /// Threshold ratio r (threshold quantizer): Δ = r·mean|W|. Default 0.7.
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Scale of the threshold quantizer: optimal (mean |W| of non-zero codes) or absmean (the seed's).
+    #[arg(long)]
+    scale: Option<ScaleMode>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantizerArg {
+    Absmean,
+    Threshold,
+}
+
+impl QuantArgs {
+    /// The quantizer the flags describe.
+    pub fn quantizer(&self) -> CliResult<Quantizer> {
+        let (threshold, scale) = (self.threshold, self.scale);
+        match self.quantizer {
+            QuantizerArg::Absmean => {
+                if threshold.is_some() || scale.is_some() {
+                    return Err(CliError::Usage(
+                        "--threshold and --scale apply to --quantizer threshold only".into(),
+                    ));
+                }
+                Ok(Quantizer::Absmean)
+            }
+            QuantizerArg::Threshold => {
+                let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
+                if !(ratio.is_finite() && ratio >= 0.0) {
+                    return Err(CliError::Usage(format!(
+                        "--threshold must be a non-negative number, got {ratio}"
+                    )));
+                }
+                Ok(Quantizer::Threshold {
+                    ratio,
+                    scale: scale.unwrap_or(ScaleMode::Optimal),
+                })
+            }
+        }
+    }
+}
+
+/// How `bitnet generate` chooses tokens.
+#[derive(clap::Args)]
+pub struct SamplingArgs {
+    /// Take the most likely token every time (the default unless --temperature is given).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k"])]
+    greedy: bool,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long = "top-p", alias = "top_p", default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 keeps every token.
+    #[arg(long = "top-k", alias = "top_k", default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    pub fn sampling(&self) -> CliResult<Sampling> {
+        match (self.greedy, self.temperature) {
+            (false, Some(t)) => Sampling::new(t, self.top_p, self.top_k).map_err(CliError::Usage),
+            _ => Ok(Sampling::Greedy),
+        }
+    }
+}
+
+/// The self-generation flags shared by `bitnet selfgen` and `bitnet run`.
+#[derive(clap::Args)]
+pub struct GenFlags {
+    #[arg(
+        long = "max-new-tokens",
+        alias = "max_new_tokens",
+        default_value_t = 256
+    )]
+    pub max_new_tokens: usize,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// JSON templates {"domains": [{"name", "form" (with {task}), "tasks": [...]}]}.
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Prompt through the tokenizer's chat template (instruct models).
+    #[arg(long)]
+    pub chat: bool,
+}
+
+impl GenFlags {
+    /// The templates of `--templates FILE` (with the name a resumed run must match), or the
+    /// built-in ones.
+    pub fn templates(&self) -> CliResult<(Templates, Option<String>)> {
+        match &self.templates {
+            Some(p) => {
+                let name = p.display().to_string();
+                let bytes = std::fs::read(p).map_err(|e| CliError::io(p, e))?;
+                let t =
+                    Templates::from_json(&name, &bytes).map_err(|e| CliError::input(&name, e))?;
+                Ok((t, Some(name)))
+            }
+            None => Ok((Templates::builtin(), None)),
+        }
+    }
+}
+
+/// The training flags shared by `bitnet train` and `bitnet run` (the seed's, in either spelling).
+#[derive(clap::Args)]
+pub struct TrainFlags {
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 2)]
+    pub bsz: usize,
+    #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = 0.1)]
+    warmup_ratio: f64,
+    #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = 1.0)]
+    max_grad_norm: f32,
+    #[arg(
+        long = "lambda-warmup-frac",
+        alias = "lambda_warmup_frac",
+        default_value_t = 0.4
+    )]
+    lambda_warmup_frac: f64,
+    /// linear | sigmoid:K | exp:K | step:N | const:V
+    #[arg(
+        long = "lambda-schedule",
+        alias = "lambda_schedule",
+        default_value = "linear"
+    )]
+    lambda_schedule: Schedule,
+    /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
+    #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = 1, num_args = 0..=1, default_missing_value = "1")]
+    rmsnorm_post_attn: u8,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
+    quantize_lm_head: bool,
+    #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+    seq_len: usize,
+    /// all (every token, the seed's) or response (only the answer).
+    #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
+    loss_mask: LossMask,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Checkpoint every N steps (default: steps / 4).
+    #[arg(long = "save-steps", alias = "save_steps")]
+    save_steps: Option<u64>,
+    #[arg(
+        long = "save-total-limit",
+        alias = "save_total_limit",
+        default_value_t = 2
+    )]
+    save_total_limit: usize,
+    #[arg(long = "log-every", alias = "log_every", default_value_t = 10)]
+    log_every: u64,
+    #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
+    freeze_embeddings: bool,
+}
+
+impl TrainFlags {
+    /// The training job the flags describe.
+    pub fn job(&self, resume: bool, overwrite: bool) -> CliResult<TrainJob> {
+        if self.rmsnorm_post_attn > 1 {
+            return Err(CliError::Usage(format!(
+                "--rmsnorm-post-attn must be 0 or 1, got {}",
+                self.rmsnorm_post_attn
+            )));
+        }
+        Ok(TrainJob {
+            settings: TrainSettings {
+                steps: self.steps,
+                bsz: self.bsz,
+                grad_accum: self.grad_accum,
+                lr: self.lr,
+                warmup_ratio: self.warmup_ratio,
+                lambda_warmup_frac: self.lambda_warmup_frac,
+                schedule: self.lambda_schedule,
+                seed: self.seed,
+                adam: AdamConfig {
+                    weight_decay: self.weight_decay,
+                    max_grad_norm: self.max_grad_norm,
+                    ..AdamConfig::default()
+                },
+                freeze_embeddings: self.freeze_embeddings,
+                setup: ModelSetup {
+                    quantizer: self.quant.quantizer()?,
+                    post_attn_norm: self.rmsnorm_post_attn == 1,
+                    quantize_lm_head: self.quantize_lm_head,
+                },
+                seq_len: self.seq_len,
+                loss_mask: self.loss_mask,
+            },
+            save_steps: self
+                .save_steps
+                .unwrap_or(default_save_steps(self.steps))
+                .max(1),
+            save_total_limit: self.save_total_limit,
+            log_every: self.log_every,
+            resume,
+            overwrite,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! `bitnet bench kernels|train`: kernel and training-step benchmarks on this adapter (each kernel
+//! validated before it is timed).
+
+use std::path::PathBuf;
+
+use bitnet_core::config::ModelConfig;
+use bitnet_core::summary::human_bytes;
+use bitnet_pipeline::Store;
+
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+use crate::store::DirStore;
+
+/// Benchmark the GPU kernels (each validated first): median time and GFLOP/s or GB/s.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchWhat {
+    /// Every kernel and variant on this adapter, each validated before it is timed: matmul at
+    /// SIZE³ (plain, λ-blend fused and through a scratch buffer), the other kernels at sizes
+    /// derived from SIZE.
+    Kernels {
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Full training steps (forward, backward, clipping, AdamW at λ = 0.5) of a model with random
+    /// weights: tokens/s, the step's GFLOP/s against the plain matmul's, GPU memory.
+    Train {
+        /// A model folder (its config.json is used; weights are random).
+        #[arg(long, conflicts_with = "shape")]
+        model: Option<PathBuf>,
+        /// A named shape: llama-256 (hidden 256, 4 layers) or llama-135m (SmolLM2-135M's shape).
+        #[arg(long, default_value = "llama-256")]
+        shape: String,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        #[arg(long = "seq-len", default_value_t = 256)]
+        seq_len: usize,
+        /// Timed steps (the median is reported), after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+}
+
+pub fn run(a: Args, json: bool) -> CliResult {
+    match a.what {
+        BenchWhat::Kernels { size, reps, out } => kernels(size, reps, out, json),
+        BenchWhat::Train {
+            model,
+            shape,
+            batch,
+            seq_len,
+            steps,
+        } => train(model, &shape, batch, seq_len, steps, json),
+    }
+}
+
+/// config.json of the named benchmark shapes.
+fn shape_config(name: &str) -> CliResult<String> {
+    let (h, i, layers, heads, kv, vocab) = match name {
+        "llama-256" => (256, 688, 4, 4, 2, 8192),
+        "llama-135m" => (576, 1536, 30, 9, 3, 49152),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "unknown shape `{name}`; known: llama-256, llama-135m (or pass --model DIR)"
+            )));
+        }
+    };
+    Ok(format!(
+        r#"{{"model_type": "llama", "hidden_size": {h}, "intermediate_size": {i},
+        "num_hidden_layers": {layers}, "num_attention_heads": {heads}, "num_key_value_heads": {kv},
+        "vocab_size": {vocab}, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+        "max_position_embeddings": 8192, "tie_word_embeddings": true}}"#
+    ))
+}
+
+fn train(
+    model: Option<PathBuf>,
+    shape: &str,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    json: bool,
+) -> CliResult {
+    if batch == 0 || seq_len < 2 || steps == 0 {
+        return Err(CliError::Usage(
+            "--batch and --steps must be positive and --seq-len at least 2".into(),
+        ));
+    }
+    let (name, cfg) = match model {
+        Some(dir) => (dir.display().to_string(), super::open_model(&dir)?.1.config),
+        None => {
+            let text = shape_config(shape)?;
+            let cfg = ModelConfig::from_json_bytes(shape, text.as_bytes())
+                .map_err(|e| CliError::input(shape, e))?;
+            (shape.to_string(), cfg)
+        }
+    };
+    let gpu = super::gpu()?;
+    let r = pollster::block_on(bitnet_gpu::bench::bench_train(
+        &gpu, &name, &cfg, batch, seq_len, steps,
+    ))?;
+    if json {
+        return print_json(&r);
+    }
+    println!("adapter: {}", r.adapter);
+    println!(
+        "{}: {} parameters, batch {} × {} tokens",
+        r.model, r.parameters, r.batch, r.seq_len
+    );
+    println!(
+        "step {:.3} s  {:.1} tokens/s  {:.2} GFLOP/s = {:.2} of the plain matmul's {:.2} GFLOP/s  GPU buffers {}",
+        r.step_seconds,
+        r.tokens_per_s,
+        r.step_gflops,
+        r.fraction_of_matmul,
+        r.matmul_gflops,
+        human_bytes(r.gpu_bytes)
+    );
+    Ok(())
+}
+
+fn kernels(size: usize, reps: usize, out: Option<PathBuf>, json: bool) -> CliResult {
+    if size == 0 || reps == 0 {
+        return Err(CliError::Usage("--size and --reps must be positive".into()));
+    }
+    let gpu = super::gpu()?;
+    let report = pollster::block_on(bitnet_gpu::bench::bench_kernels(&gpu, size, reps))?;
+    if let Some(path) = out {
+        let s =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Failed(e.to_string()))?;
+        let (store, key) = DirStore::of_file(&path)?;
+        pollster::block_on(store.put(&key, s.as_bytes()))?;
+    }
+    if json {
+        return print_json(&report);
+    }
+    println!("adapter: {} ({})", report.adapter, report.backend);
+    println!(
+        "linear layers here: {:?} kernels, λ-blend {:?} (measured fastest)",
+        report.plan.variant, report.plan.blend
+    );
+    for r in &report.results {
+        let rate = match (r.gflops, r.gbps) {
+            (Some(g), _) => format!("{g:8.2} GFLOP/s"),
+            (_, Some(b)) => format!("{b:8.2} GB/s"),
+            _ => "   (not timed: validation failed)".into(),
+        };
+        println!(
+            "{:<36} {:>16} {:>10.2} ms {rate}  (max abs err {:.1e})",
+            r.kernel, r.shape, r.median_ms, r.max_abs_error
+        );
+    }
+    if report.results.iter().any(|r| !r.validated) {
+        return Err(CliError::Failed(
+            "a kernel failed validation before timing".into(),
+        ));
+    }
+    Ok(())
+}

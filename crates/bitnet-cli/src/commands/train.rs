@@ -1,0 +1,53 @@
+//! `bitnet train`: the seed's training command (bitnet_pipeline::train over a directory store).
+
+use std::path::PathBuf;
+
+use bitnet_pipeline::{Control, Ctx};
+
+use crate::args::TrainFlags;
+use crate::error::CliResult;
+use crate::output::{Printer, print_json};
+use crate::store::{DirFiles, DirStore};
+
+/// Fine-tune a model toward ternary weights on the GPU (the seed's flags, either spelling).
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long = "base-model", alias = "base_model")]
+    base_model: PathBuf,
+    /// JSONL: {"instruction", "input", "output", "domain"} per line.
+    #[arg(long)]
+    dataset: PathBuf,
+    #[arg(long = "out-dir", alias = "out_dir")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    flags: TrainFlags,
+    /// Continue from the newest checkpoint in --out-dir.
+    #[arg(long)]
+    resume: bool,
+    /// Remove an earlier run's files from --out-dir first (without it, such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+}
+
+pub fn run(a: Args, json: bool) -> CliResult {
+    let job = a.flags.job(a.resume, a.overwrite)?;
+    let files = DirFiles::open(&a.base_model)?;
+    let data = super::read(&a.dataset)?;
+    let gpu = super::gpu()?;
+    let mut printer = Printer::new(json);
+    let ctx = Ctx::new(&gpu, Control::new(), |e| printer.event(e));
+    let store = DirStore::new(&a.out_dir);
+    let manifest = pollster::block_on(bitnet_pipeline::train::train(
+        &ctx,
+        &files,
+        &a.base_model.display().to_string(),
+        &data,
+        &a.dataset.display().to_string(),
+        &store,
+        &job,
+    ))?;
+    if json {
+        print_json(&manifest)?;
+    }
+    Ok(())
+}

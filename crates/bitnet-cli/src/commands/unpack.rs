@@ -1,0 +1,51 @@
+//! `bitnet unpack FILE --out DIR`: a Hugging Face folder with the dequantized weights (γ·q), config
+//! and tokenizer.
+
+use std::path::PathBuf;
+
+use bitnet_core::packed::PackedModel;
+use bitnet_pipeline::Store;
+
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+use crate::store::DirStore;
+
+/// Write a Hugging Face folder with the dequantized weights (γ·q), config and tokenizer.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A packed file written by `bitnet pack`.
+    file: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: Args, json: bool) -> CliResult {
+    let bytes = super::read(&a.file)?;
+    let name = a.file.display().to_string();
+    let packed = PackedModel::parse(&name, &bytes).map_err(|e| CliError::input(&name, e))?;
+    let hf = packed
+        .unpack_to_hf()
+        .map_err(|e| CliError::input(&name, e))?;
+    let store = DirStore::new(&a.out);
+    for (fname, data) in &hf {
+        pollster::block_on(store.put(fname, data))?;
+    }
+    if json {
+        return print_json(&serde_json::json!({
+            "out": a.out.display().to_string(),
+            "files": hf.keys().collect::<Vec<_>>(),
+            "ternary_tensors": packed.shapes.len(),
+            "packing": packed.packing.name(),
+            "quantizer": packed.quantizer.name(),
+        }));
+    }
+    println!(
+        "wrote {} ({}): {} ternary tensors ({} packing, {} quantizer) dequantized to γ·q",
+        a.out.display(),
+        hf.keys().cloned().collect::<Vec<_>>().join(", "),
+        packed.shapes.len(),
+        packed.packing.name(),
+        packed.quantizer.name()
+    );
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! A training run (the seed's training command): tokenize the JSONL data, check the one memory plan
+//! against the adapter before allocating, measure the linear-layer kernels, resume from the newest
+//! checkpoint when asked, then optimizer steps with an event per step, metrics.jsonl every
+//! `log_every` steps, checkpoints every `save_steps` (the last `save_total_limit` kept), and at the
+//! end the packed file (same quantizer as training), a Hugging Face folder with the dequantized
+//! ternary weights and training_manifest.json — every value measured. Everything goes through a
+//! [`Store`]: a directory for the CLI, the browser's storage for the app.
+
+use std::collections::BTreeMap;
+
+use bitnet_core::dataset::{Example, LossMask, Sequence, parse_jsonl, tokenize};
+use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
+use bitnet_core::packed::PackedModel;
+use bitnet_core::params::param_table;
+use bitnet_core::safetensors::{OwnedTensor, serialize};
+use bitnet_core::summary::{MemoryPlan, human_bytes};
+use bitnet_core::tokenizer::Tokenizer;
+use bitnet_core::{Packing, Schedule};
+use bitnet_gpu::packer::{PackOptions, pack_model};
+use bitnet_gpu::trainer::{StepReport, TrainSettings, Trainer};
+
+use crate::error::{PipelineError, Result};
+use crate::events::Event;
+use crate::load::{PACKED_FILE, POST_ATTN_NORM_FILE, open_model, tokenizer_of};
+use crate::store::Store;
+use crate::{Ctx, clock};
+
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const MANIFEST_FILE: &str = "training_manifest.json";
+pub const HF_FOLDER: &str = "hf";
+
+/// Everything a training run was asked for.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// What defines the run (saved in every checkpoint and compared on resume).
+    pub settings: TrainSettings,
+    /// Checkpoint every this many steps.
+    pub save_steps: u64,
+    /// Checkpoints kept (the newest).
+    pub save_total_limit: usize,
+    /// A metrics.jsonl line every this many steps (and at the last).
+    pub log_every: u64,
+    /// Continue from the newest checkpoint in the store.
+    pub resume: bool,
+    /// Without `resume`: remove an earlier run's files from the store first (else a store that
+    /// holds one is refused, so that no folder mixes two runs).
+    pub overwrite: bool,
+}
+
+/// The default of `save_steps`: a quarter of the steps (at least 1).
+pub fn default_save_steps(steps: u64) -> u64 {
+    (steps / 4).max(1)
+}
+
+/// One optimizer step's numbers: the event of every step, and a line of metrics.jsonl.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Metrics {
+    pub step: u64,
+    pub lambda: f64,
+    /// `warmup` while λ < 1, then `ternary`.
+    pub phase: String,
+    pub loss: f32,
+    pub lr: f64,
+    pub grad_norm: f32,
+    pub tokens_per_s: f64,
+    /// Fraction of zero codes over every ternary weight under the training quantizer (logged
+    /// steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<f64>,
+}
+
+impl Metrics {
+    fn of(r: &StepReport, secs: f64) -> Metrics {
+        Metrics {
+            step: r.step,
+            lambda: r.lambda,
+            phase: r.phase.to_string(),
+            loss: r.loss,
+            lr: r.lr,
+            grad_norm: r.grad_norm,
+            tokens_per_s: r.tokens as f64 / secs.max(1e-9),
+            sparsity: None,
+        }
+    }
+}
+
+/// Parses metrics.jsonl (lines that do not parse, such as one cut by a kill, are skipped).
+pub fn parse_metrics(bytes: &[u8]) -> Vec<Metrics> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// training_manifest.json: the seed's fields, each measured, and ours.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainManifest {
+    pub base_model: String,
+    pub dataset_path: String,
+    pub training_steps: u64,
+    pub lambda_warmup_frac: f64,
+    pub rmsnorm_post_attn: bool,
+    pub final_lambda: f64,
+    pub compression_ready: bool,
+    pub model_type: String,
+    pub quantizer: String,
+    pub lambda_schedule: Schedule,
+    pub first_loss: Option<f32>,
+    pub final_loss: Option<f32>,
+    pub sparsity: f64,
+    pub packed_file: String,
+    pub packed_bytes: u64,
+    pub checksum: String,
+    pub hf_folder: String,
+    pub post_attn_norm_file: Option<String>,
+    pub settings: TrainSettings,
+    pub adapter: String,
+}
+
+/// The checkpoints in `store`, oldest first: (step, key).
+pub async fn checkpoints<S: Store>(store: &S) -> Result<Vec<(u64, String)>> {
+    let mut out: Vec<(u64, String)> = store
+        .list("checkpoint-")
+        .await?
+        .into_iter()
+        .filter_map(|k| {
+            let step = k
+                .strip_prefix("checkpoint-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((step, k))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The examples of a JSONL dataset tokenized for training: an error names the file and the line
+/// or the token outside the vocabulary.
+pub fn tokenize_dataset(
+    tok: &Tokenizer,
+    vocab: usize,
+    examples: &[Example],
+    data_name: &str,
+    seq_len: usize,
+    mask: LossMask,
+) -> Result<Vec<Sequence>> {
+    let mut seqs = Vec::with_capacity(examples.len());
+    for ex in examples {
+        let seq =
+            tokenize(tok, ex, seq_len, mask).map_err(|e| PipelineError::input(data_name, e))?;
+        if let Some(&id) = seq.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(PipelineError::Invalid(format!(
+                "{data_name}: the tokenizer gives id {id}, outside the model's vocabulary of {vocab}"
+            )));
+        }
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+/// Trains the model of `base` (a folder named `base_name`) on the JSONL `dataset` (named
+/// `data_name`), writing into `store`.
+pub async fn train<F: ModelFiles, S: Store>(
+    ctx: &Ctx<'_>,
+    base: &F,
+    base_name: &str,
+    dataset: &[u8],
+    data_name: &str,
+    store: &S,
+    job: &TrainJob,
+) -> Result<TrainManifest> {
+    let s = &job.settings;
+    s.validate()?;
+    if job.log_every == 0 || job.save_steps == 0 {
+        return Err(PipelineError::Invalid(
+            "--log-every and --save-steps must be positive".into(),
+        ));
+    }
+    if !job.resume {
+        claim(store, job.overwrite).await?;
+    }
+    let gpu = ctx.gpu;
+    let model = open_model(base, base_name).await?;
+    let cfg = model.config.clone();
+    let tok = tokenizer_of(base_name, &model)?;
+    let examples =
+        parse_jsonl(data_name, dataset).map_err(|e| PipelineError::input(data_name, e))?;
+    let seqs = tokenize_dataset(
+        &tok,
+        cfg.vocab_size,
+        &examples,
+        data_name,
+        s.seq_len,
+        s.loss_mask,
+    )?;
+
+    // The memory the run needs, before any of it is allocated.
+    let plan = MemoryPlan::new(&cfg, s.bsz, s.seq_len, s.grad_accum);
+    ctx.emit(Event::Memory {
+        plan: Box::new(plan.clone()),
+        max_binding: gpu.max_binding(),
+        adapter: gpu.info.name.clone(),
+    });
+    if let Some((name, bytes)) = plan.too_large(gpu.max_binding()) {
+        return Err(PipelineError::TooLarge {
+            tensor: name.to_string(),
+            needed: human_bytes(bytes),
+            limit: human_bytes(gpu.max_binding()),
+            context: format!(
+                "micro-batch {} × {} tokens, vocabulary {}",
+                s.bsz, s.seq_len, cfg.vocab_size
+            ),
+            advice: "lower --bsz or --seq-len, or use a GPU with larger bindings".into(),
+        });
+    }
+
+    // Linear layers run with the variant and blend path measured fastest on this adapter.
+    let now = clock();
+    ctx.emit(Event::Kernels(gpu.tune_gemm(&now).await?));
+    let weights = model
+        .all_f32(base)
+        .await
+        .map_err(|e| PipelineError::input(base_name, e))?;
+    let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, 0, s.clone())?;
+    let mut first_loss = None;
+    if job.resume {
+        match checkpoints(store).await?.pop() {
+            Some((step, key)) => {
+                let bytes = store.get(&key).await?.unwrap_or_default();
+                trainer.restore(gpu, &store.display(&key), &bytes)?;
+                // Keep the metrics of the steps the checkpoint includes.
+                let kept: Vec<Metrics> =
+                    parse_metrics(&store.get(METRICS_FILE).await?.unwrap_or_default())
+                        .into_iter()
+                        .filter(|m| m.step < step)
+                        .collect();
+                first_loss = kept.first().map(|m| m.loss);
+                store.put(METRICS_FILE, &metrics_text(&kept)).await?;
+                ctx.emit(Event::Resumed {
+                    step,
+                    from: Some(store.display(&key)),
+                });
+            }
+            None => {
+                store.put(METRICS_FILE, b"").await?;
+                ctx.emit(Event::Resumed {
+                    step: 0,
+                    from: None,
+                });
+            }
+        }
+    } else {
+        store.put(METRICS_FILE, b"").await?;
+    }
+
+    let start = now();
+    let start_step = trainer.step;
+    let mut last_loss = None;
+    while trainer.step < s.steps {
+        ctx.control.between_steps().await?;
+        let t0 = now();
+        let r = match trainer.step(gpu).await {
+            Ok(r) => r,
+            Err(e) => {
+                let last = checkpoints(store).await?.pop();
+                return Err(match last {
+                    Some((step, key)) => PipelineError::Invalid(format!(
+                        "{e}; the last checkpoint (step {step}) is intact: {}",
+                        store.display(&key)
+                    )),
+                    None => e.into(),
+                });
+            }
+        };
+        let mut m = Metrics::of(&r, (now() - t0) / 1e3);
+        first_loss.get_or_insert(r.loss);
+        last_loss = Some(r.loss);
+        let done = trainer.step;
+        if r.step % job.log_every == 0 || done == s.steps {
+            m.sparsity = Some(trainer.sparsity(gpu).await?);
+            store
+                .append(METRICS_FILE, &metrics_text(&[m.clone()]))
+                .await?;
+        }
+        let per_step = (now() - start) / 1e3 / (done - start_step) as f64;
+        ctx.emit(Event::Step {
+            metrics: m,
+            steps: s.steps,
+            eta_s: per_step * (s.steps - done) as f64,
+            gpu_bytes: gpu.allocated_bytes(),
+        });
+        if done % job.save_steps == 0 || done == s.steps {
+            let bytes = trainer.checkpoint(gpu).await?;
+            let key = format!("checkpoint-{done}.safetensors");
+            store.put(&key, &bytes).await?;
+            let all = checkpoints(store).await?;
+            for (_, old) in &all[..all.len().saturating_sub(job.save_total_limit.max(1))] {
+                store.remove(old).await?;
+            }
+            ctx.emit(Event::Checkpoint {
+                step: done,
+                key: store.display(&key),
+            });
+        }
+    }
+
+    let w = trainer.weights(gpu).await?;
+    let post_attn: Vec<OwnedTensor> = trainer
+        .model
+        .names
+        .iter()
+        .filter(|n| n.ends_with("post_attn_norm.weight"))
+        .map(|n| OwnedTensor::f32(n.clone(), trainer.model.shape(n), &w[n]))
+        .collect();
+    let out = export(ctx, &model, &w, store, s).await?;
+    if !post_attn.is_empty() {
+        store
+            .put(POST_ATTN_NORM_FILE, &serialize(post_attn, &BTreeMap::new()))
+            .await?;
+    }
+    let final_lambda = s.final_lambda();
+    let manifest = TrainManifest {
+        base_model: base_name.to_string(),
+        dataset_path: data_name.to_string(),
+        training_steps: s.steps,
+        lambda_warmup_frac: s.lambda_warmup_frac,
+        rmsnorm_post_attn: s.setup.post_attn_norm,
+        final_lambda,
+        compression_ready: final_lambda == 1.0,
+        model_type: "bitnet158".into(),
+        quantizer: s.setup.quantizer.name().into(),
+        lambda_schedule: s.schedule,
+        first_loss,
+        final_loss: last_loss,
+        sparsity: out.sparsity,
+        packed_file: store.display(PACKED_FILE),
+        packed_bytes: out.packed_bytes,
+        checksum: out.checksum,
+        hf_folder: store.display(HF_FOLDER),
+        post_attn_norm_file: s
+            .setup
+            .post_attn_norm
+            .then(|| POST_ATTN_NORM_FILE.to_string()),
+        settings: s.clone(),
+        adapter: gpu.info.name.clone(),
+    };
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| PipelineError::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+    store.put(MANIFEST_FILE, text.as_bytes()).await?;
+    ctx.emit(Event::Trained(Box::new(manifest.clone())));
+    Ok(manifest)
+}
+
+/// The keys of an earlier training run in `store`.
+async fn run_files<S: Store>(store: &S) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = checkpoints(store)
+        .await?
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    for key in [
+        METRICS_FILE,
+        MANIFEST_FILE,
+        PACKED_FILE,
+        POST_ATTN_NORM_FILE,
+    ] {
+        if store.exists(key).await? {
+            keys.push(key.to_string());
+        }
+    }
+    keys.extend(store.list(&format!("{HF_FOLDER}/")).await?);
+    Ok(keys)
+}
+
+/// A new run takes `store`: refused when it holds an earlier run's files, unless `overwrite`
+/// (then they are removed first).
+async fn claim<S: Store>(store: &S, overwrite: bool) -> Result<()> {
+    let earlier = run_files(store).await?;
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(PipelineError::Invalid(format!(
+            "{} holds an earlier run ({}): pass --resume to continue it, --overwrite to replace it, or choose another --out-dir",
+            store.display(""),
+            earlier.join(", ")
+        )));
+    }
+    for key in earlier {
+        store.remove(&key).await?;
+    }
+    Ok(())
+}
+
+fn metrics_text(lines: &[Metrics]) -> Vec<u8> {
+    let mut out = String::new();
+    for m in lines {
+        out.push_str(&serde_json::to_string(m).unwrap_or_default());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+struct Exported {
+    packed_bytes: u64,
+    checksum: String,
+    sparsity: f64,
+}
+
+/// The packed file of the trained weights `w` (training's quantizer, 2-bit) and the `hf/` folder
+/// with its dequantized weights, config and tokenizer.
+async fn export<S: Store>(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    w: &BTreeMap<String, Vec<f32>>,
+    store: &S,
+    s: &TrainSettings,
+) -> Result<Exported> {
+    let cfg = &model.config;
+    let tensors = param_table(cfg)
+        .into_iter()
+        .map(|p| OwnedTensor::f32(p.name.clone(), p.shape.clone(), &w[&p.name]))
+        .collect();
+    let mut mem = BTreeMap::new();
+    mem.insert(
+        "config.json".to_string(),
+        model.config_json.clone().into_bytes(),
+    );
+    if let Some(t) = &model.tokenizer_json {
+        mem.insert("tokenizer.json".to_string(), t.clone());
+    }
+    mem.insert(
+        "model.safetensors".to_string(),
+        serialize(tensors, &BTreeMap::new()),
+    );
+    let mem = MemoryFiles(mem);
+    let trained = Model::open(&mem)
+        .await
+        .map_err(|e| PipelineError::input("the trained model", e))?;
+    let opts = PackOptions {
+        quantizer: s.setup.quantizer,
+        packing: Packing::TwoBit,
+        quantize_lm_head: s.setup.quantize_lm_head,
+    };
+    let (packed_bytes, report) = pack_model(Some(ctx.gpu), &trained, &mem, &opts, |t| {
+        ctx.emit(Event::Packed(t.clone()))
+    })
+    .await?;
+    store.put(PACKED_FILE, &packed_bytes).await?;
+    let name = store.display(PACKED_FILE);
+    let packed =
+        PackedModel::parse(&name, &packed_bytes).map_err(|e| PipelineError::input(&name, e))?;
+    for (file, data) in packed
+        .unpack_to_hf()
+        .map_err(|e| PipelineError::input(&name, e))?
+    {
+        store.put(&format!("{HF_FOLDER}/{file}"), &data).await?;
+    }
+    Ok(Exported {
+        packed_bytes: packed_bytes.len() as u64,
+        checksum: packed
+            .st
+            .header
+            .metadata
+            .get("checksum")
+            .cloned()
+            .unwrap_or_default(),
+        sparsity: report.mean_sparsity,
+    })
+}

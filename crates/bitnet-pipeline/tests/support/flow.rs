@@ -1,0 +1,149 @@
+//! The pipeline test that runs natively (lavapipe) and in headless Chromium (WebGPU) alike:
+//! self-generation → training (20 steps, λ warmup over 40 %) → packing, on the built-in demo model
+//! with the in-memory store. Both builds compare their run with one reference run recorded
+//! natively (tests/fixtures/pipeline/flow.json; `BITNET_BLESS=1` rewrites it): the same number of
+//! kept samples, the same λ at every step, every step's loss within 1e-3 relative, and packed
+//! files whose ternary codes agree on at least 99.9 % of the weights.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use bitnet_core::pack::{Packing, pack, unpack};
+use bitnet_core::packed::PackedModel;
+use bitnet_core::quant::Quantizer;
+use bitnet_core::sample::Sampling;
+use bitnet_core::selfgen::{DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Templates};
+use bitnet_gpu::Gpu;
+use bitnet_pipeline::demo::{demo_model, demo_train_job};
+use bitnet_pipeline::load::{PACKED_FILE, load_folder};
+use bitnet_pipeline::selfgen::{SelfgenConfig, selfgen};
+use bitnet_pipeline::train::{TrainJob, train};
+use bitnet_pipeline::{Control, Ctx, Event, MemoryStore, Prefixed, Store};
+
+/// What the two builds must agree on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlowResult {
+    pub kept: u64,
+    pub attempts: u64,
+    /// λ and loss of every optimizer step.
+    pub lambda: Vec<f64>,
+    pub loss: Vec<f32>,
+    /// The packed file's ternary codes per tensor, re-packed 2-bit, as hex.
+    pub codes: BTreeMap<String, String>,
+}
+
+pub const STEPS: u64 = 20;
+
+pub fn train_job() -> TrainJob {
+    let mut job = demo_train_job();
+    job.settings.steps = STEPS;
+    job.settings.seq_len = 64;
+    job.save_steps = 10;
+    job.log_every = 5;
+    job.resume = false;
+    job
+}
+
+pub async fn flow(gpu: &Gpu) -> FlowResult {
+    let steps = RefCell::new(Vec::new());
+    let ctx = Ctx::new(gpu, Control::new(), |e| {
+        if let Event::Step { metrics, .. } = e {
+            steps.borrow_mut().push((metrics.lambda, metrics.loss));
+        }
+    });
+    let store = MemoryStore::new();
+    let model = demo_model().unwrap();
+    let m = load_folder(Some(gpu), &model, "demo", false, Quantizer::Absmean)
+        .await
+        .unwrap();
+    let cfg = SelfgenConfig {
+        num: 8,
+        max_new_tokens: 48,
+        seed: 42,
+        batch: 8,
+        resume: false,
+        max_attempts: None,
+        templates: Templates::builtin(),
+        templates_name: None,
+        chat: false,
+        sampling: Sampling::new(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, 50).unwrap(),
+    };
+    let report = selfgen(&ctx, &m, &store, "data.jsonl", &cfg).await.unwrap();
+    let data = store.get("data.jsonl").await.unwrap().unwrap();
+    let run = Prefixed::new(&store, "train");
+    let manifest = train(
+        &ctx,
+        &model,
+        "demo",
+        &data,
+        "data.jsonl",
+        &run,
+        &train_job(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(manifest.training_steps, STEPS);
+    let packed = run.get(PACKED_FILE).await.unwrap().unwrap();
+    let packed = PackedModel::parse("packed", &packed).unwrap();
+    let codes = packed
+        .shapes
+        .keys()
+        .map(|name| {
+            let t = packed.ternary(name).unwrap();
+            let hex: String = pack(Packing::TwoBit, &t.codes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (name.clone(), hex)
+        })
+        .collect();
+    drop(ctx);
+    let (lambda, loss) = steps.into_inner().into_iter().unzip();
+    FlowResult {
+        kept: report.counts.kept,
+        attempts: report.counts.attempts,
+        lambda,
+        loss,
+        codes,
+    }
+}
+
+fn codes_of(hex: &str, n: usize) -> Vec<i8> {
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    unpack(Packing::TwoBit, &bytes, n).unwrap()
+}
+
+/// Asserts that `got` agrees with the reference run `want` as the test promises.
+pub fn check(got: &FlowResult, want: &FlowResult) {
+    assert_eq!(got.kept, want.kept, "kept samples");
+    assert_eq!(got.attempts, want.attempts, "attempts");
+    assert_eq!(got.lambda, want.lambda, "λ trace");
+    assert_eq!(got.lambda.len() as u64, STEPS);
+    assert!(got.lambda[0] == 0.0 && got.lambda[STEPS as usize - 1] == 1.0);
+    assert_eq!(got.loss.len(), want.loss.len());
+    for (s, (a, b)) in got.loss.iter().zip(&want.loss).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-3 * b.abs(),
+            "step {s}: loss {a} against the reference's {b}"
+        );
+    }
+    assert_eq!(
+        got.codes.keys().collect::<Vec<_>>(),
+        want.codes.keys().collect::<Vec<_>>()
+    );
+    let (mut same, mut total) = (0usize, 0usize);
+    for (name, hex) in &want.codes {
+        let n = hex.len() * 2;
+        let (a, b) = (codes_of(&got.codes[name], n), codes_of(hex, n));
+        same += a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        total += n;
+    }
+    let agree = same as f64 / total as f64;
+    assert!(
+        agree >= 0.999,
+        "ternary codes agree on {:.4} % only",
+        agree * 100.0
+    );
+}
