@@ -194,6 +194,26 @@ impl Store for DirStore {
     fn display(&self, key: &str) -> String {
         self.path(key).display().to_string()
     }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match std::fs::metadata(self.path(key)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut f = File::open(self.path(key))?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut buf = vec![0u8; end.saturating_sub(start) as usize];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        read().map_err(|e| self.err(key, e))
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +251,15 @@ mod tests {
                 b"abcd"
             );
             assert_eq!(s.get("none").await.unwrap(), None);
+            assert_eq!(s.size("train/metrics.jsonl").await.unwrap(), Some(4));
+            assert_eq!(s.size("train").await.unwrap(), None);
+            assert_eq!(
+                s.get_range("train/checkpoint-4.safetensors", 1, 3)
+                    .await
+                    .unwrap(),
+                b"bc"
+            );
+            assert!(s.get_range("train/metrics.jsonl", 2, 9).await.is_err());
             s.remove("train/metrics.jsonl").await.unwrap();
             s.remove("train/metrics.jsonl").await.unwrap();
             assert_eq!(s.list("").await.unwrap().len(), 1);

@@ -50,7 +50,31 @@ pub trait Store {
 
     /// Whether `key` holds bytes.
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.get(key).await?.is_some())
+        Ok(self.size(key).await?.is_some())
+    }
+
+    /// The size in bytes of `key`; None when there is none. Stores that can tell without reading
+    /// the bytes override it.
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(key).await?.map(|b| b.len() as u64))
+    }
+
+    /// Bytes `start..end` of `key` (a tensor of a model kept in the store). Stores that can read a
+    /// part of a file override it, so that loading a model never holds a whole weights file.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        let bytes = self
+            .get(key)
+            .await?
+            .ok_or_else(|| StoreError::new(self.display(key), "missing"))?;
+        bytes
+            .get(start as usize..end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                StoreError::new(
+                    self.display(key),
+                    format!("range {start}..{end} is beyond its {} bytes", bytes.len()),
+                )
+            })
     }
 }
 
@@ -104,6 +128,9 @@ impl Store for MemoryStore {
     fn display(&self, key: &str) -> String {
         format!("memory:{key}")
     }
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.files.borrow().get(key).map(|b| b.len() as u64))
+    }
 }
 
 /// The keys of `inner` under `prefix` (which ends with `/`), seen without it.
@@ -146,6 +173,12 @@ impl<S: Store> Store for Prefixed<'_, S> {
     fn display(&self, key: &str) -> String {
         self.inner.display(&self.key(key))
     }
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.size(&self.key(key)).await
+    }
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        self.inner.get_range(&self.key(key), start, end).await
+    }
 }
 
 /// The files of one folder of a store, as [`ModelFiles`] (a model a run wrote, such as the demo
@@ -170,8 +203,8 @@ impl<'a, S: Store> StoreFiles<'a, S> {
             if name.contains('/') {
                 continue;
             }
-            if let Some(b) = store.get(&key).await? {
-                sizes.insert(name.to_string(), b.len() as u64);
+            if let Some(n) = store.size(&key).await? {
+                sizes.insert(name.to_string(), n);
             }
         }
         Ok(StoreFiles {
@@ -191,21 +224,9 @@ impl<S: Store> ModelFiles for StoreFiles<'_, S> {
     }
     async fn read_range(&self, name: &str, start: u64, end: u64) -> CoreResult<Vec<u8>> {
         let key = format!("{}{name}", self.folder);
-        let bytes = self
-            .store
-            .get(&key)
+        self.store
+            .get_range(&key, start, end)
             .await
-            .map_err(|e| CoreError::Invalid(e.to_string()))?
-            .ok_or_else(|| CoreError::MissingFile(self.store.display(&key)))?;
-        bytes
-            .get(start as usize..end as usize)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| {
-                CoreError::Invalid(format!(
-                    "{}: range {start}..{end} is beyond its {} bytes",
-                    self.store.display(&key),
-                    bytes.len()
-                ))
-            })
+            .map_err(|e| CoreError::Invalid(e.to_string()))
     }
 }

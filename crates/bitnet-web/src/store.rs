@@ -249,6 +249,41 @@ impl Store for OpfsStore {
         Ok(Some(Uint8Array::new(&buf).to_vec()))
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let fail = self.fail(key);
+        let Some(handle) = self.file_handle(key, false).await? else {
+            return Ok(None);
+        };
+        let file = call_async(&handle, "getFile", &[]).await.map_err(&fail)?;
+        let size = Reflect::get(&file, &"size".into()).map_err(&fail)?;
+        Ok(size.as_f64().map(|n| n as u64))
+    }
+
+    /// Reads only `start..end` (`Blob.slice`), so a model kept in the store loads tensor by tensor.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        let fail = self.fail(key);
+        let handle = self
+            .file_handle(key, false)
+            .await?
+            .ok_or_else(|| StoreError::new(self.display(key), "missing"))?;
+        let file = call_async(&handle, "getFile", &[]).await.map_err(&fail)?;
+        let part = call(
+            &file,
+            "slice",
+            &[(start as f64).into(), (end as f64).into()],
+        )
+        .map_err(&fail)?;
+        let buf = call_async(&part, "arrayBuffer", &[]).await.map_err(&fail)?;
+        let bytes = Uint8Array::new(&buf).to_vec();
+        if bytes.len() as u64 != end.saturating_sub(start) {
+            return Err(StoreError::new(
+                self.display(key),
+                format!("range {start}..{end} is beyond its end"),
+            ));
+        }
+        Ok(bytes)
+    }
+
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.write(key, bytes, false).await
     }

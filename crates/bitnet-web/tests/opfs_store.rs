@@ -45,6 +45,10 @@ async fn opfs_store_puts_appends_lists_and_removes() {
     assert_eq!(s.get("m.jsonl").await.unwrap().unwrap(), b"x\ny\n");
     assert_eq!(s.get("none").await.unwrap(), None);
     assert_eq!(s.get("nodir/none").await.unwrap(), None);
+    assert_eq!(s.size("m.jsonl").await.unwrap(), Some(4));
+    assert_eq!(s.size("none").await.unwrap(), None);
+    assert_eq!(s.get_range("m.jsonl", 2, 3).await.unwrap(), b"y");
+    assert!(s.get_range("m.jsonl", 2, 9).await.is_err());
     assert_eq!(s.list("").await.unwrap(), ["a/b.json", "m.jsonl"]);
     assert_eq!(s.list("a/").await.unwrap(), ["a/b.json"]);
     s.remove("a/b.json").await.unwrap();
