@@ -24,7 +24,9 @@ use crate::matmul::{BlendPath, GemmPlan, GemmSpec, GemmVariant, LinearShape};
 const STATS_RTOL: f32 = 1e-5;
 const STATS_ATOL: f32 = 1e-8;
 
-/// A small deterministic generator (xorshift64*), so GPU tests need no extra dependency.
+/// The test data of the self-test, the benchmarks and the kernel tests (xorshift64*; the checks'
+/// fixed cases were set on its stream). Nothing of a run draws from it: training, sampling,
+/// self-generation and the demo model use the one generator of a run, `bitnet_core::rng::Rng`.
 pub struct Rng(u64);
 
 impl Rng {
