@@ -790,6 +790,15 @@ fn train_resume_with_other_settings_is_refused_by_name() {
         std::fs::read(out.join("checkpoint-4.safetensors")).unwrap(),
         before
     );
+    // The same flags on the finished run: it says so, and changes nothing.
+    let mut same = args.clone();
+    same.push("--resume");
+    let (ok, _, err) = bitnet(&same);
+    assert!(!ok && err.contains("finished run (4 of 4 steps"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("checkpoint-4.safetensors")).unwrap(),
+        before
+    );
 }
 
 /// A run folder belongs to one run: `train` into the folder of an earlier run is refused (nothing

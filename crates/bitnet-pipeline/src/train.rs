@@ -224,12 +224,21 @@ pub async fn train<F: ModelFiles, S: Store>(
         .await
         .map_err(|e| PipelineError::input(base_name, e))?;
     let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, 0, s.clone())?;
-    let mut first_loss = None;
+    let (mut first_loss, mut last_loss) = (None, None);
     if job.resume {
         match checkpoints(store).await?.pop() {
             Some((step, key)) => {
                 let bytes = store.get(&key).await?.unwrap_or_default();
                 trainer.restore(gpu, &store.display(&key), &bytes)?;
+                if step >= s.steps && store.exists(MANIFEST_FILE).await? {
+                    return Err(PipelineError::Invalid(format!(
+                        "{} holds a finished run ({} of {} steps; see {}): nothing to resume; train further in a new run, or pass --overwrite to start this one again",
+                        store.display(""),
+                        step,
+                        s.steps,
+                        store.display(MANIFEST_FILE)
+                    )));
+                }
                 // Keep the metrics of the steps the checkpoint includes.
                 let kept: Vec<Metrics> =
                     parse_metrics(&store.get(METRICS_FILE).await?.unwrap_or_default())
@@ -237,6 +246,7 @@ pub async fn train<F: ModelFiles, S: Store>(
                         .filter(|m| m.step < step)
                         .collect();
                 first_loss = kept.first().map(|m| m.loss);
+                last_loss = kept.last().map(|m| m.loss);
                 store.put(METRICS_FILE, &metrics_text(&kept)).await?;
                 ctx.emit(Event::Resumed {
                     step,
@@ -257,7 +267,6 @@ pub async fn train<F: ModelFiles, S: Store>(
 
     let start = now();
     let start_step = trainer.step;
-    let mut last_loss = None;
     while trainer.step < s.steps {
         ctx.control.between_steps().await?;
         let t0 = now();
