@@ -121,17 +121,14 @@ impl Header {
         let json = bytes
             .get(8..8 + header_len)
             .ok_or_else(|| err("header is cut short (truncated?)".into()))?;
-        let header: Value = serde_json::from_slice(json)
+        let UniqueKeys(obj) = serde_json::from_slice(json)
             .map_err(|e| err(format!("header is not valid JSON: {e}")))?;
-        let obj = header
-            .as_object()
-            .ok_or_else(|| err("header is not a JSON object".into()))?;
         let data_start = 8 + header_len as u64;
         let data_len = file_len - data_start;
 
         let mut metadata = BTreeMap::new();
         let mut tensors = Vec::new();
-        for (name, entry) in obj {
+        for (name, entry) in &obj {
             if name == "__metadata__" {
                 let m = entry
                     .as_object()
@@ -171,6 +168,37 @@ impl Header {
 
     pub fn get(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// The header's top-level object with its keys in order, refusing a key given twice (a JSON map
+/// would keep the last silently, so one tensor name could stand for two sets of bytes).
+struct UniqueKeys(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of tensors")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!("`{k}` is listed twice")));
+                    }
+                    out.push((k, v));
+                }
+                Ok(UniqueKeys(out))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 
@@ -455,5 +483,12 @@ mod tests {
     #[test]
     fn invalid_header_json() {
         expect_err(&with_header("{\"a\":", 0), "not valid JSON");
+        expect_err(&with_header("[1, 2]", 0), "a JSON object of tensors");
+    }
+
+    #[test]
+    fn a_tensor_listed_twice_is_refused() {
+        let h = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        expect_err(&with_header(h, 8), "`a` is listed twice");
     }
 }
