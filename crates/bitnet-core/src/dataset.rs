@@ -44,9 +44,23 @@ impl std::str::FromStr for LossMask {
 
 /// Parses JSONL (blank lines skipped); an error names the file and the line.
 pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Vec<Example>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| CoreError::Config {
-        file: file.into(),
-        message: format!("not UTF-8 text: {e}"),
+    // A UTF-8 byte-order mark (some editors write one) is not part of the first record.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        CoreError::Config {
+            file: file.into(),
+            message: format!(
+                "line {line}, byte {column} of the line: not UTF-8 text (save the file as UTF-8)"
+            ),
+        }
     })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -180,6 +194,20 @@ mod tests {
         .to_string();
         assert!(
             err.contains("data.jsonl") && err.contains("line 2"),
+            "{err}"
+        );
+        let bom = b"\xEF\xBB\xBF{\"instruction\": \"a\", \"output\": \"b\"}\n";
+        assert_eq!(parse_jsonl("bom.jsonl", bom).unwrap()[0].instruction, "a");
+        let err = parse_jsonl(
+            "latin1.jsonl",
+            b"{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"caf\xE9\"}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("latin1.jsonl")
+                && err.contains("line 2, byte 21")
+                && err.contains("UTF-8"),
             "{err}"
         );
         assert!(
