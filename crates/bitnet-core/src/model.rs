@@ -202,6 +202,14 @@ async fn shard_files<F: ModelFiles>(files: &F) -> Result<Vec<String>> {
                     format!("weight_map entry `{tensor}` is not a file name"),
                 )
             })?;
+            if f.contains(['/', '\\']) || f == ".." || f == "." {
+                return Err(CoreError::config(
+                    INDEX_FILE,
+                    format!(
+                        "weight_map entry `{tensor}` names `{f}`, which is not a file of the model folder (a shard is a plain file name beside the index)"
+                    ),
+                ));
+            }
             if !names.iter().any(|n| n == f) {
                 names.push(f.to_string());
             }

@@ -203,3 +203,23 @@ fn other_safetensors_files_beside_model_safetensors_are_ignored() {
     assert_eq!(m.shards.len(), 1);
     assert_eq!(m.shards[0].file, "model.safetensors");
 }
+
+#[test]
+fn an_index_entry_outside_the_folder_is_named() {
+    let mut f = fixture("qwen2-sharded");
+    let index = String::from_utf8(f.0["model.safetensors.index.json"].clone()).unwrap();
+    let bad = index.replacen(
+        "\"model-00001-of-00003.safetensors\"",
+        "\"../elsewhere/model-00001-of-00003.safetensors\"",
+        1,
+    );
+    assert_ne!(bad, index);
+    f.0.insert("model.safetensors.index.json".into(), bad.into_bytes());
+    let e = err_of(&f);
+    assert!(
+        e.contains("model.safetensors.index.json")
+            && e.contains("../elsewhere/model-00001-of-00003.safetensors")
+            && e.contains("not a file of the model folder"),
+        "{e}"
+    );
+}
