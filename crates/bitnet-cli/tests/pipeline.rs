@@ -493,3 +493,37 @@ fn a_packed_file_is_evaluated_with_the_trained_post_attention_gains_beside_it() 
     ]);
     assert!(!ok && err.contains("post_attn_norm.safetensors"), "{err}");
 }
+
+/// A continuation longer than the model's context (the fixture's max_position_embeddings is 256)
+/// is refused with a message naming the limit, in `generate` and in `selfgen`.
+#[test]
+fn generation_past_the_models_context_is_refused() {
+    let llama = fixtures().join("llama");
+    let (ok, _, err) = bitnet(&[
+        "generate",
+        "--model",
+        s(&llama),
+        "--prompt",
+        "Hello there",
+        "--max-new-tokens",
+        "300",
+    ]);
+    assert!(
+        !ok && err.contains("context of 256 tokens") && err.contains("--max-new-tokens"),
+        "{err}"
+    );
+    let dir = tmp("context");
+    let out = dir.join("data.jsonl");
+    let (ok, _, err) = bitnet(&[
+        "selfgen",
+        "--model",
+        s(&llama),
+        "--out",
+        s(&out),
+        "--num",
+        "2",
+        "--max-new-tokens",
+        "255",
+    ]);
+    assert!(!ok && err.contains("max_position_embeddings"), "{err}");
+}

@@ -48,6 +48,7 @@ pub async fn continue_prompt(
     seed: u64,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Continuation> {
+    m.check_context(prompt_ids.len(), max_new_tokens)?;
     let generator = Generator::new(ctx.gpu, &m.model.config, &m.weights)?;
     let opts = GenerateOptions {
         max_new_tokens,

@@ -67,6 +67,18 @@ impl Loaded {
         Ok(ids)
     }
 
+    /// Refuses a continuation that would run past the model's context (`max_position_embeddings`).
+    pub fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
+        let context = self.model.config.max_position_embeddings;
+        if prompt_tokens + max_new_tokens > context {
+            return Err(PipelineError::Invalid(format!(
+                "{}: a prompt of {prompt_tokens} tokens plus {max_new_tokens} new tokens is longer than the model's context of {context} tokens (max_position_embeddings in config.json); shorten the prompt or lower --max-new-tokens",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Text of `ids` without special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer

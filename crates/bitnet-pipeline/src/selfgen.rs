@@ -177,7 +177,9 @@ pub async fn selfgen<S: Store>(
             } else {
                 prompt_text(&p.instruction)
             };
-            prompts.push(m.prompt_ids(&text, cfg.chat, PROMPT_TOKENS)?);
+            let ids = m.prompt_ids(&text, cfg.chat, PROMPT_TOKENS)?;
+            m.check_context(ids.len(), cfg.max_new_tokens)?;
+            prompts.push(ids);
         }
         let opts = GenerateOptions {
             max_new_tokens: cfg.max_new_tokens,
