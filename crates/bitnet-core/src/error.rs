@@ -37,7 +37,7 @@ pub enum CoreError {
         files: String,
     },
 
-    #[error("missing file `{0}`")]
+    #[error("missing file {0}")]
     MissingFile(String),
 
     #[error("{file}: tokenizer: {message}")]

@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod selfgen;
 pub mod summary;
 pub mod tokenizer;
+pub mod zip;
 
 pub use config::ModelConfig;
 pub use error::{CoreError, Result};

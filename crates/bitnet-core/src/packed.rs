@@ -226,6 +226,27 @@ impl<'a> PackedModel<'a> {
                 .is_some_and(|n| self.shapes.contains_key(n))
     }
 
+    /// The same model in another packing: the same codes, scales and other tensors.
+    pub fn repack(&self, packing: Packing) -> Result<Vec<u8>> {
+        let mut w = PackedWriter::new(packing, self.quantizer);
+        for info in &self.st.header.tensors {
+            if let Some(shape) = self.shapes.get(&info.name) {
+                w.add_ternary(&info.name, shape.clone(), &self.ternary(&info.name)?);
+            } else if !self.is_ternary_part(&info.name) {
+                w.add_plain(OwnedTensor {
+                    name: info.name.clone(),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    bytes: self.st.bytes(info).to_vec(),
+                });
+            }
+        }
+        w.finish(
+            &self.config_json,
+            self.tokenizer_json.as_deref().map(str::as_bytes),
+        )
+    }
+
     /// A Hugging Face folder with every weight as F32 (ternary ones dequantized to γ·q), `config.json`
     /// (dtype set to float32) and `tokenizer.json`: file name → bytes.
     pub fn unpack_to_hf(&self) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -303,6 +324,23 @@ mod tests {
         let w = st.to_f32(st.get("l.weight").unwrap()).unwrap();
         assert_eq!(w, vec![0.9, -0.9, 0.0, 0.0, 0.9]);
         assert!(String::from_utf8_lossy(&hf["config.json"]).contains("float32"));
+    }
+
+    #[test]
+    fn repacking_keeps_codes_scales_and_plain_tensors() {
+        let two = sample(Packing::TwoBit);
+        let p = PackedModel::parse("m.bitnet.safetensors", &two).unwrap();
+        let five = p.repack(Packing::Trit5).unwrap();
+        let q = PackedModel::parse("m.trit5.safetensors", &five).unwrap();
+        assert_eq!(q.packing, Packing::Trit5);
+        assert_eq!(q.quantizer, p.quantizer);
+        assert_eq!(q.shapes, p.shapes);
+        assert_eq!(q.config_json, p.config_json);
+        let (a, b) = (p.ternary("l.weight").unwrap(), q.ternary("l.weight").unwrap());
+        assert_eq!((a.codes, a.scale), (b.codes, b.scale));
+        let n = |m: &PackedModel| m.st.to_f32(m.st.get("n.weight").unwrap()).unwrap();
+        assert_eq!(n(&p), n(&q));
+        assert_eq!(q.repack(Packing::TwoBit).unwrap(), two);
     }
 
     #[test]

@@ -170,7 +170,7 @@ fn truncated_shard() {
 fn no_config() {
     let mut f = fixture("llama");
     f.0.remove("config.json");
-    assert!(err_of(&f).contains("missing file `config.json"));
+    assert!(err_of(&f).contains("missing file config.json (a model folder needs"));
 }
 
 #[test]
