@@ -9,7 +9,7 @@ use bitnet_core::selfgen::Templates;
 use bitnet_gpu::model::ModelSetup;
 use bitnet_gpu::optimizer::AdamConfig;
 use bitnet_gpu::trainer::TrainSettings;
-use bitnet_pipeline::train::{TrainJob, default_save_steps};
+use bitnet_pipeline::train::{TrainJob, default_save_steps, defaults};
 use clap::ValueEnum;
 use std::path::PathBuf;
 
@@ -129,47 +129,47 @@ impl GenFlags {
 /// The training flags shared by `bitnet train` and `bitnet run` (the seed's, in either spelling).
 #[derive(clap::Args)]
 pub struct TrainFlags {
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = defaults::STEPS)]
     steps: u64,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::BSZ)]
     pub bsz: usize,
-    #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = 8)]
+    #[arg(long = "grad-accum", alias = "grad_accum", default_value_t = defaults::GRAD_ACCUM)]
     grad_accum: usize,
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = defaults::LR)]
     lr: f64,
-    #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = 0.1)]
+    #[arg(long = "warmup-ratio", alias = "warmup_ratio", default_value_t = defaults::WARMUP_RATIO)]
     warmup_ratio: f64,
-    #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = 0.0)]
+    #[arg(long = "weight-decay", alias = "weight_decay", default_value_t = defaults::WEIGHT_DECAY)]
     weight_decay: f32,
-    #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = 1.0)]
+    #[arg(long = "max-grad-norm", alias = "max_grad_norm", default_value_t = defaults::MAX_GRAD_NORM)]
     max_grad_norm: f32,
     #[arg(
         long = "lambda-warmup-frac",
         alias = "lambda_warmup_frac",
-        default_value_t = 0.4
+        default_value_t = defaults::LAMBDA_WARMUP_FRAC
     )]
     lambda_warmup_frac: f64,
     /// linear | sigmoid:K | exp:K | step:N | const:V
     #[arg(
         long = "lambda-schedule",
         alias = "lambda_schedule",
-        default_value = "linear"
+        default_value = defaults::LAMBDA_SCHEDULE
     )]
     lambda_schedule: Schedule,
     /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
-    #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = 1, num_args = 0..=1, default_missing_value = "1")]
+    #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = u8::from(defaults::POST_ATTN_NORM), num_args = 0..=1, default_missing_value = "1")]
     rmsnorm_post_attn: u8,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
     quantize_lm_head: bool,
-    #[arg(long = "seq-len", alias = "seq_len", default_value_t = 512)]
+    #[arg(long = "seq-len", alias = "seq_len", default_value_t = defaults::SEQ_LEN)]
     seq_len: usize,
     /// all (every token, the seed's) or response (only the answer).
     #[arg(long = "loss-mask", alias = "loss_mask", default_value = "all")]
     loss_mask: LossMask,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
     /// Checkpoint every N steps (default: steps / 4).
     #[arg(long = "save-steps", alias = "save_steps")]
@@ -177,10 +177,10 @@ pub struct TrainFlags {
     #[arg(
         long = "save-total-limit",
         alias = "save_total_limit",
-        default_value_t = 2
+        default_value_t = defaults::SAVE_TOTAL_LIMIT
     )]
     save_total_limit: usize,
-    #[arg(long = "log-every", alias = "log_every", default_value_t = 10)]
+    #[arg(long = "log-every", alias = "log_every", default_value_t = defaults::LOG_EVERY)]
     log_every: u64,
     #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
     freeze_embeddings: bool,
@@ -228,5 +228,23 @@ impl TrainFlags {
             resume,
             overwrite,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        flags: TrainFlags,
+    }
+
+    #[test]
+    fn train_flags_default_to_the_pipelines_defaults() {
+        let cli = Train::parse_from(["bitnet"]).flags.job(false, false).unwrap();
+        assert_eq!(format!("{cli:?}"), format!("{:?}", TrainJob::defaults()));
     }
 }

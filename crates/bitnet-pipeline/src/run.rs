@@ -67,13 +67,95 @@ pub struct RunReport {
     pub sample: Option<Sample>,
 }
 
-fn jsonl(lines: &[&Example]) -> Vec<u8> {
+/// Examples as JSONL, one per line.
+pub fn jsonl(lines: &[&Example]) -> Vec<u8> {
     let mut text = String::new();
     for ex in lines {
         text.push_str(&serde_json::to_string(ex).unwrap_or_default());
         text.push('\n');
     }
     text.into_bytes()
+}
+
+/// The training and the held-out examples: every tenth (and at least one) is held out.
+pub fn split_held_out(examples: &[Example]) -> (Vec<&Example>, Vec<&Example>) {
+    let n = examples.len();
+    let held = |i: usize| i % 10 == 9 || (n < 10 && i + 1 == n);
+    let (mut train_set, mut eval_set) = (Vec::new(), Vec::new());
+    for (i, ex) in examples.iter().enumerate() {
+        if held(i) {
+            eval_set.push(ex);
+        } else {
+            train_set.push(ex);
+        }
+    }
+    (train_set, eval_set)
+}
+
+/// The perplexities `run` reports on the held-out data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    pub base: Perplexity,
+    pub base_ternary: Perplexity,
+    pub trained_ternary: Perplexity,
+}
+
+/// Perplexity on `eval_data` (JSONL named `eval_name`) of the base model as it is, the base
+/// ternarized without training, and the trained packed model of training run `run_store` (with its
+/// post-attention norm gains when it has them); each is also an event.
+pub async fn compare<F: ModelFiles, S: Store>(
+    ctx: &Ctx<'_>,
+    base: &F,
+    base_name: &str,
+    run_store: &S,
+    eval_data: &[u8],
+    eval_name: &str,
+    settings: &bitnet_gpu::trainer::TrainSettings,
+) -> Result<Comparison> {
+    let quantizer = settings.setup.quantizer;
+    let opts = EvalOptions {
+        seq_len: settings.seq_len,
+        loss_mask: LossMask::All,
+        bsz: settings.bsz,
+    };
+    let ppl = async |label: &str, m: &Loaded| -> Result<Perplexity> {
+        let p = perplexity(ctx, m, eval_data, eval_name, &opts).await?;
+        ctx.emit(Event::Perplexity {
+            label: label.to_string(),
+            result: p.clone(),
+        });
+        Ok(p)
+    };
+    let base_model = load_folder(Some(ctx.gpu), base, base_name, false, quantizer).await?;
+    let p_base = ppl("base model (full precision)", &base_model).await?;
+    drop(base_model);
+    let base_ternary = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
+    let p_ptq = ppl("base model ternarized, no training", &base_ternary).await?;
+    drop(base_ternary);
+    let trained = load_trained(run_store).await?;
+    let p_trained = ppl("trained ternary model", &trained).await?;
+    Ok(Comparison {
+        base: p_base,
+        base_ternary: p_ptq,
+        trained_ternary: p_trained,
+    })
+}
+
+/// The trained ternary model of training run `run_store`: its packed file with the post-attention
+/// norm gains beside it, when the run trained them.
+pub async fn load_trained<S: Store>(run_store: &S) -> Result<Loaded> {
+    let packed = run_store.get(PACKED_FILE).await?.ok_or_else(|| {
+        PipelineError::Invalid(format!(
+            "{} is missing: remove {} to train again",
+            run_store.display(PACKED_FILE),
+            run_store.display(MANIFEST_FILE)
+        ))
+    })?;
+    let gains = run_store
+        .get(POST_ATTN_NORM_FILE)
+        .await?
+        .map(|b| (run_store.display(POST_ATTN_NORM_FILE), b));
+    load_packed(&run_store.display(PACKED_FILE), &packed, gains).await
 }
 
 fn stage(ctx: &Ctx<'_>, stage: Stage, index: u32, detail: String, skipped: bool) {
@@ -135,15 +217,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         )));
     }
     // Every tenth sample (at least one) is held out for the perplexity.
-    let held = |i: usize| i % 10 == 9 || (examples.len() < 10 && i == examples.len() - 1);
-    let (mut train_set, mut eval_set): (Vec<&Example>, Vec<&Example>) = (Vec::new(), Vec::new());
-    for (i, ex) in examples.iter().enumerate() {
-        if held(i) {
-            eval_set.push(ex);
-        } else {
-            train_set.push(ex);
-        }
-    }
+    let (train_set, eval_set) = split_held_out(&examples);
     let (train_data, eval_data) = (jsonl(&train_set), jsonl(&eval_set));
     store.put(TRAIN_DATA_FILE, &train_data).await?;
     store.put(EVAL_DATA_FILE, &eval_data).await?;
@@ -178,13 +252,8 @@ pub async fn run<F: ModelFiles, S: Store>(
     };
 
     // 3. The packed model (written by training with the training quantizer).
-    let packed = run_store.get(PACKED_FILE).await?.ok_or_else(|| {
-        PipelineError::Invalid(format!(
-            "{} is missing: remove {} to train again",
-            run_store.display(PACKED_FILE),
-            run_store.display(MANIFEST_FILE)
-        ))
-    })?;
+    let trained = load_trained(&run_store).await?;
+    let packed_bytes = run_store.size(PACKED_FILE).await?.unwrap_or_default();
     stage(
         ctx,
         Stage::Packing,
@@ -192,7 +261,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         format!(
             "{} ({} bytes, {:.1} % of the ternary weights are zero)",
             run_store.display(PACKED_FILE),
-            packed.len(),
+            packed_bytes,
             manifest.sparsity * 100.0
         ),
         false,
@@ -210,29 +279,9 @@ pub async fn run<F: ModelFiles, S: Store>(
         ),
         false,
     );
+    drop(base_model);
     let eval_name = store.display(EVAL_DATA_FILE);
-    let opts = EvalOptions {
-        seq_len: settings.seq_len,
-        loss_mask: LossMask::All,
-        bsz: settings.bsz,
-    };
-    let ppl = async |label: &str, m: &Loaded| -> Result<Perplexity> {
-        let p = perplexity(ctx, m, &eval_data, &eval_name, &opts).await?;
-        ctx.emit(Event::Perplexity {
-            label: label.to_string(),
-            result: p.clone(),
-        });
-        Ok(p)
-    };
-    let p_base = ppl("base model (full precision)", &base_model).await?;
-    let base_ternary = load_folder(Some(gpu), base, base_name, true, quantizer).await?;
-    let p_ptq = ppl("base model ternarized, no training", &base_ternary).await?;
-    let gains = run_store
-        .get(POST_ATTN_NORM_FILE)
-        .await?
-        .map(|b| (run_store.display(POST_ATTN_NORM_FILE), b));
-    let trained = load_packed(&run_store.display(PACKED_FILE), &packed, gains).await?;
-    let p_trained = ppl("trained ternary model", &trained).await?;
+    let ppl = compare(ctx, base, base_name, &run_store, &eval_data, &eval_name, settings).await?;
 
     let mut sample = None;
     if cfg.sample {
@@ -259,11 +308,11 @@ pub async fn run<F: ModelFiles, S: Store>(
         data,
         train_examples: train_set.len(),
         eval_examples: eval_set.len(),
-        perplexity_base: p_base,
-        perplexity_base_ternary: p_ptq,
-        perplexity_trained_ternary: p_trained,
+        perplexity_base: ppl.base,
+        perplexity_base_ternary: ppl.base_ternary,
+        perplexity_trained_ternary: ppl.trained_ternary,
         packed_file: run_store.display(PACKED_FILE),
-        packed_bytes: packed.len() as u64,
+        packed_bytes,
         sparsity: manifest.sparsity,
         sample,
     };

@@ -230,3 +230,25 @@ impl<S: Store> ModelFiles for StoreFiles<'_, S> {
             .map_err(|e| CoreError::Invalid(e.to_string()))
     }
 }
+
+/// The files under `folder/` of `store` as one ZIP archive (stored), named from the folder on
+/// (`train/hf` gives `hf/config.json`, …), sorted.
+pub async fn zip_folder<S: Store>(store: &S, folder: &str) -> crate::Result<Vec<u8>> {
+    let folder = folder.trim_end_matches('/');
+    let prefix = format!("{folder}/");
+    let parent = folder.rfind('/').map_or(0, |i| i + 1);
+    let mut keys = store.list(&prefix).await?;
+    keys.sort();
+    if keys.is_empty() {
+        return Err(crate::PipelineError::Invalid(format!(
+            "{} holds no files",
+            store.display(folder)
+        )));
+    }
+    let mut files = Vec::with_capacity(keys.len());
+    for key in keys {
+        let bytes = store.get(&key).await?.unwrap_or_default();
+        files.push((key[parent..].to_string(), bytes));
+    }
+    bitnet_core::zip::store_zip(&files).map_err(|e| crate::PipelineError::input(folder, e))
+}

@@ -52,6 +52,64 @@ pub fn default_save_steps(steps: u64) -> u64 {
     (steps / 4).max(1)
 }
 
+/// The defaults of a training run (the seed's): `bitnet train`'s flags and the app's form.
+pub mod defaults {
+    pub const STEPS: u64 = 1000;
+    pub const BSZ: usize = 2;
+    pub const GRAD_ACCUM: usize = 8;
+    pub const LR: f64 = 5e-5;
+    pub const WARMUP_RATIO: f64 = 0.1;
+    pub const WEIGHT_DECAY: f32 = 0.0;
+    pub const MAX_GRAD_NORM: f32 = 1.0;
+    pub const LAMBDA_WARMUP_FRAC: f64 = 0.4;
+    pub const LAMBDA_SCHEDULE: &str = "linear";
+    /// `--rmsnorm-post-attn 1`: the seed inserted the post-attention RMSNorm by default.
+    pub const POST_ATTN_NORM: bool = true;
+    pub const SEQ_LEN: usize = 512;
+    pub const SEED: u64 = 42;
+    pub const SAVE_TOTAL_LIMIT: usize = 2;
+    pub const LOG_EVERY: u64 = 10;
+}
+
+impl TrainJob {
+    /// A run with every default (`bitnet train` without flags).
+    pub fn defaults() -> TrainJob {
+        use bitnet_core::quant::Quantizer;
+        use bitnet_gpu::model::ModelSetup;
+        use bitnet_gpu::optimizer::AdamConfig;
+        TrainJob {
+            settings: TrainSettings {
+                steps: defaults::STEPS,
+                bsz: defaults::BSZ,
+                grad_accum: defaults::GRAD_ACCUM,
+                lr: defaults::LR,
+                warmup_ratio: defaults::WARMUP_RATIO,
+                lambda_warmup_frac: defaults::LAMBDA_WARMUP_FRAC,
+                schedule: Schedule::Linear,
+                seed: defaults::SEED,
+                adam: AdamConfig {
+                    weight_decay: defaults::WEIGHT_DECAY,
+                    max_grad_norm: defaults::MAX_GRAD_NORM,
+                    ..AdamConfig::default()
+                },
+                freeze_embeddings: false,
+                setup: ModelSetup {
+                    quantizer: Quantizer::Absmean,
+                    post_attn_norm: defaults::POST_ATTN_NORM,
+                    quantize_lm_head: false,
+                },
+                seq_len: defaults::SEQ_LEN,
+                loss_mask: LossMask::All,
+            },
+            save_steps: default_save_steps(defaults::STEPS),
+            save_total_limit: defaults::SAVE_TOTAL_LIMIT,
+            log_every: defaults::LOG_EVERY,
+            resume: false,
+            overwrite: false,
+        }
+    }
+}
+
 /// One optimizer step's numbers: the event of every step, and a line of metrics.jsonl.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
