@@ -244,7 +244,10 @@ mod tests {
 
     #[test]
     fn train_flags_default_to_the_pipelines_defaults() {
-        let cli = Train::parse_from(["bitnet"]).flags.job(false, false).unwrap();
+        let cli = Train::parse_from(["bitnet"])
+            .flags
+            .job(false, false)
+            .unwrap();
         assert_eq!(format!("{cli:?}"), format!("{:?}", TrainJob::defaults()));
     }
 }

@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(q.quantizer, p.quantizer);
         assert_eq!(q.shapes, p.shapes);
         assert_eq!(q.config_json, p.config_json);
-        let (a, b) = (p.ternary("l.weight").unwrap(), q.ternary("l.weight").unwrap());
+        let (a, b) = (
+            p.ternary("l.weight").unwrap(),
+            q.ternary("l.weight").unwrap(),
+        );
         assert_eq!((a.codes, a.scale), (b.codes, b.scale));
         let n = |m: &PackedModel| m.st.to_f32(m.st.get("n.weight").unwrap()).unwrap();
         assert_eq!(n(&p), n(&q));

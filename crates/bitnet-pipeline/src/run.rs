@@ -281,7 +281,10 @@ pub async fn run<F: ModelFiles, S: Store>(
     );
     drop(base_model);
     let eval_name = store.display(EVAL_DATA_FILE);
-    let ppl = compare(ctx, base, base_name, &run_store, &eval_data, &eval_name, settings).await?;
+    let ppl = compare(
+        ctx, base, base_name, &run_store, &eval_data, &eval_name, settings,
+    )
+    .await?;
 
     let mut sample = None;
     if cfg.sample {

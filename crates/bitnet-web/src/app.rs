@@ -1,49 +1,36 @@
-//! The app's root component. For now: the WebGPU adapter (or why there is none), a picker for local
-//! model files (or a whole folder), and the parsed model summary with the memory a fine-tune needs
-//! against the adapter's limits. The user's files are read in place; nothing is uploaded.
+//! The app's root: finds the adapter, opens the browser store (and what an earlier session left in
+//! it), and shows the stepper — model, data, train, results — plus the workshop and the GPU page.
+//! The user can jump between pages; every job runs in bitnet-pipeline, nothing is uploaded.
 
-use bitnet_core::model::Model;
-use bitnet_core::summary::{ModelSummary, human_bytes};
-use bitnet_core::tokenizer::Tokenizer;
-use bitnet_gpu::selftest::Check;
-use bitnet_gpu::{AdapterReport, Gpu};
+use std::rc::Rc;
+
+use bitnet_gpu::Gpu;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
-use crate::files::BrowserFiles;
-
-#[derive(Clone)]
-enum AdapterState {
-    Probing,
-    Missing(String),
-    Ready {
-        report: AdapterReport,
-        max_buffer: u64,
-        max_binding: u64,
-    },
-}
-
-#[derive(Clone)]
-enum ModelState {
-    Empty,
-    Loading(u32),
-    Loaded(Box<ModelSummary>),
-    Failed(String),
-}
+use crate::jobs;
+use crate::pages::data::DataPage;
+use crate::pages::gpu::GpuPage;
+use crate::pages::model::ModelPage;
+use crate::pages::results::ResultsPage;
+use crate::pages::train::TrainPage;
+use crate::pages::workshop::WorkshopPage;
+use crate::state::{AdapterState, Page, Studio};
 
 /// Finds the adapter; explains plainly when the browser has no WebGPU.
-async fn probe() -> AdapterState {
+async fn probe(st: Studio) {
     let has_gpu = web_sys::window()
         .map(|w| w.navigator())
         .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
         .is_some_and(|g| !g.is_undefined() && !g.is_null());
     if !has_gpu {
-        return AdapterState::Missing(
+        st.adapter.set(AdapterState::Missing(
             "This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome, Edge or Safari, \
              or start Chromium with --enable-unsafe-webgpu."
                 .into(),
-        );
+        ));
+        return;
     }
     match Gpu::new().await {
         Ok(gpu) => {
@@ -51,13 +38,16 @@ async fn probe() -> AdapterState {
             if report.name.is_empty() {
                 report.name = browser_adapter_name().await;
             }
-            AdapterState::Ready {
+            st.adapter.set(AdapterState::Ready {
                 report,
                 max_buffer: gpu.limits.max_buffer_size,
                 max_binding: gpu.limits.max_storage_buffer_binding_size,
-            }
+            });
+            st.gpu.set_value(Some(Rc::new(gpu)));
         }
-        Err(e) => AdapterState::Missing(format!("WebGPU is present but gave no adapter: {e}")),
+        Err(e) => st.adapter.set(AdapterState::Missing(format!(
+            "WebGPU is present but gave no adapter: {e}"
+        ))),
     }
 }
 
@@ -100,218 +90,64 @@ async fn browser_adapter_name() -> String {
     }
 }
 
-async fn load(files: BrowserFiles) -> ModelState {
-    let model = match Model::open(&files).await {
-        Ok(m) => m,
-        Err(e) => return ModelState::Failed(e.to_string()),
-    };
-    let vocab = match &model.tokenizer_json {
-        Some(b) => match Tokenizer::from_bytes("tokenizer.json", b) {
-            Ok(t) => Some(t.vocab_size()),
-            Err(e) => return ModelState::Failed(e.to_string()),
-        },
-        None => None,
-    };
-    ModelState::Loaded(Box::new(ModelSummary::new(&model, vocab)))
-}
-
-#[derive(Clone)]
-enum SelftestState {
-    Idle,
-    Running,
-    Done(Vec<Check>),
-    Failed(String),
+/// Whether a page's step is done (a tick in the stepper).
+fn done(st: Studio, page: Page) -> bool {
+    match page {
+        Page::Model => st.source.get().is_some(),
+        Page::Data => st.data.get().is_some_and(|d| d.examples >= 2),
+        Page::Train => st.results.get().manifest.is_some(),
+        Page::Results => st.results.get().comparison.is_some(),
+        Page::Workshop => st.workshop.get().iter().any(|r| r.done),
+        Page::Gpu => matches!(st.adapter.get(), AdapterState::Ready { .. }),
+    }
 }
 
 #[component]
 pub fn App() -> impl IntoView {
-    let (adapter, set_adapter) = signal(AdapterState::Probing);
-    spawn_local(async move { set_adapter.set(probe().await) });
-    let (model, set_model) = signal(ModelState::Empty);
-
-    let (selftest, set_selftest) = signal(SelftestState::Idle);
-    let run_selftest = move |_| {
-        set_selftest.set(SelftestState::Running);
-        spawn_local(async move {
-            let state = match Gpu::new().await {
-                Ok(gpu) => SelftestState::Done(bitnet_gpu::selftest::run_all(&gpu).await),
-                Err(e) => SelftestState::Failed(e.to_string()),
-            };
-            set_selftest.set(state);
-        });
-    };
-
-    let on_files = move |ev: leptos::ev::Event| {
-        let input: web_sys::HtmlInputElement = event_target(&ev);
-        let Some(list) = input.files() else { return };
-        if list.length() == 0 {
-            return;
+    let st = Studio::new();
+    provide_context(st);
+    spawn_local(async move {
+        probe(st).await;
+        jobs::open_store(st).await;
+        if st.resume.get_untracked().is_some() {
+            st.page.set(Page::Train);
         }
-        set_model.set(ModelState::Loading(list.length()));
-        let files = BrowserFiles::new(&list);
-        spawn_local(async move { set_model.set(load(files).await) });
+    });
+    let page_view = move |page: Page, body: AnyView| {
+        view! {
+            <div class="page" id=format!("page-{}", page.id()) style:display=move || if st.page.get() == page { "block" } else { "none" }>
+                {body}
+            </div>
+        }
     };
-
     view! {
         <header>
             <h1>"bitnet-" <span>"studio"</span></h1>
             <p>"Local models to BitNet b1.58 ternary, on your own GPU. Nothing leaves this page."</p>
+            <p class="busy" id="busy">{move || st.busy.get().map(|b| format!("GPU busy: {b}…"))}</p>
         </header>
+        <nav class="stepper">
+            {Page::ALL.iter().map(|&p| view! {
+                <button
+                    id=format!("nav-{}", p.id())
+                    class:active=move || st.page.get() == p
+                    class:done=move || done(st, p)
+                    on:click=move |_| st.page.set(p)
+                >{p.title()}</button>
+            }).collect_view()}
+        </nav>
+        {move || match st.adapter.get() {
+            AdapterState::Missing(msg) => Some(view! { <p class="error banner" id="no-webgpu">{msg}</p> }),
+            _ => None,
+        }}
+        {move || st.store_error.get().map(|e| view! { <p class="error banner" id="store-error">{e}</p> })}
         <main>
-            <section id="adapter">
-                <h2>"GPU adapter"</h2>
-                {move || adapter_view(adapter.get())}
-                <h2 class="spaced">"Self-test"</h2>
-                <p class="muted">"Runs every GPU kernel on this adapter against its CPU reference."</p>
-                <button id="run-selftest" on:click=run_selftest disabled=move || matches!(selftest.get(), SelftestState::Running)>
-                    "Run self-test"
-                </button>
-                {move || selftest_view(selftest.get())}
-            </section>
-            <section id="model">
-                <h2>"Model"</h2>
-                <div class="pickers">
-                    <label>
-                        "Choose files…"
-                        <input id="pick-files" type="file" multiple=true accept=".json,.safetensors" on:change=on_files />
-                    </label>
-                    <label>
-                        "Choose a folder…"
-                        <input id="pick-folder" type="file" prop:webkitdirectory=true on:change=on_files />
-                    </label>
-                </div>
-                <p class="muted">
-                    "config.json, tokenizer.json and the .safetensors weights (one file, or shards with "
-                    "model.safetensors.index.json). Files are read in place; only their headers are read here."
-                </p>
-                {move || model_view(model.get(), adapter.get())}
-            </section>
+            {page_view(Page::Model, view! { <ModelPage/> }.into_any())}
+            {page_view(Page::Data, view! { <DataPage/> }.into_any())}
+            {page_view(Page::Train, view! { <TrainPage/> }.into_any())}
+            {page_view(Page::Results, view! { <ResultsPage/> }.into_any())}
+            {page_view(Page::Workshop, view! { <WorkshopPage/> }.into_any())}
+            {page_view(Page::Gpu, view! { <GpuPage/> }.into_any())}
         </main>
-    }
-}
-
-fn row(label: &'static str, value: String) -> impl IntoView {
-    view! { <tr><td>{label}</td><td>{value}</td></tr> }
-}
-
-fn adapter_view(state: AdapterState) -> AnyView {
-    match state {
-        AdapterState::Probing => {
-            view! { <p class="muted">"Looking for a WebGPU adapter…"</p> }.into_any()
-        }
-        AdapterState::Missing(msg) => {
-            view! { <p class="error" id="adapter-error">{msg}</p> }.into_any()
-        }
-        AdapterState::Ready { report, .. } => {
-            let limits = report.limits.clone();
-            let features = if report.features.is_empty() {
-                "(none)".to_string()
-            } else {
-                report.features.join(", ")
-            };
-            view! {
-                <table id="adapter-info">
-                    {row("name", report.name.clone())}
-                    {row("backend", report.backend.clone())}
-                    {row("device type", report.device_type.clone())}
-                    {(!report.driver.is_empty()).then(|| row("driver", format!("{} {}", report.driver, report.driver_info)))}
-                </table>
-                <details open=true>
-                    <summary>"Limits"</summary>
-                    <table class="mono">
-                        {limits.into_iter().map(|(k, v)| view! { <tr><td>{k}</td><td>{v.to_string()}</td></tr> }).collect_view()}
-                    </table>
-                </details>
-                <details>
-                    <summary>"Features"</summary>
-                    <p class="mono">{features}</p>
-                </details>
-            }
-            .into_any()
-        }
-    }
-}
-
-fn selftest_view(state: SelftestState) -> AnyView {
-    match state {
-        SelftestState::Idle => ().into_any(),
-        SelftestState::Running => view! { <p class="muted">"Running every kernel…"</p> }.into_any(),
-        SelftestState::Failed(msg) => view! { <p class="error">{msg}</p> }.into_any(),
-        SelftestState::Done(checks) => {
-            let failed = checks.iter().filter(|c| !c.passed).count();
-            let summary = format!("{} passed, {} failed", checks.len() - failed, failed);
-            view! {
-                <p id="selftest-summary" class=if failed == 0 { "ok" } else { "error" }>{summary}</p>
-                <details open=failed > 0>
-                    <summary>"Every check"</summary>
-                    <table class="mono" id="selftest-table">
-                        {checks
-                            .into_iter()
-                            .map(|c| {
-                                let verdict = if c.passed { "pass".to_string() } else { format!("FAIL: {}", c.detail) };
-                                view! {
-                                    <tr>
-                                        <td>{c.kernel}</td>
-                                        <td>{format!("{:.1e}", c.max_abs)}</td>
-                                        <td class=if c.passed { "ok" } else { "error" }>{verdict}</td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view()}
-                    </table>
-                </details>
-            }
-            .into_any()
-        }
-    }
-}
-
-fn model_view(state: ModelState, adapter: AdapterState) -> AnyView {
-    match state {
-        ModelState::Empty => view! { <p class="muted">"No model chosen yet."</p> }.into_any(),
-        ModelState::Loading(n) => {
-            view! { <p class="muted">{format!("Reading {n} files…")}</p> }.into_any()
-        }
-        ModelState::Failed(msg) => view! { <p class="error" id="model-error">{msg}</p> }.into_any(),
-        ModelState::Loaded(s) => {
-            let m = s.finetune_memory.clone();
-            let notes = match adapter {
-                AdapterState::Ready {
-                    report,
-                    max_buffer,
-                    max_binding,
-                } => m
-                    .limit_notes(max_buffer, max_binding)
-                    .into_iter()
-                    .map(|n| format!("{}: {n}", report.name))
-                    .collect::<Vec<_>>(),
-                _ => vec!["No adapter: cannot compare with GPU limits.".to_string()],
-            };
-            let vocab = match s.tokenizer_vocab {
-                Some(t) => format!("{} (tokenizer.json: {t})", s.vocab_size),
-                None => format!("{} (no tokenizer.json)", s.vocab_size),
-            };
-            view! {
-                <table id="model-summary">
-                    {row("architecture", format!("{} ({})", s.architecture, s.model_type))}
-                    {row("layers", s.layers.to_string())}
-                    {row("hidden size", format!("{} (intermediate {})", s.hidden_size, s.intermediate_size))}
-                    {row("heads / KV heads", format!("{} / {} (head dim {})", s.attention_heads, s.kv_heads, s.head_dim))}
-                    {row("vocab", vocab)}
-                    {row("embeddings", if s.tied_embeddings { "tied".to_string() } else { "untied".to_string() })}
-                    {row("parameters", format!("{} ({} become ternary)", s.parameters, s.ternary_parameters))}
-                    {row("weights", format!("{} in {} file(s), {}", human_bytes(s.weight_bytes), s.weight_files.len(), s.dtypes.join(", ")))}
-                    {row("fine-tune memory", format!(
-                        "{} (batch {}, {} tokens, f32): weights {} + gradients {} + AdamW {} + activations {}",
-                        human_bytes(m.total), m.batch, m.seq_len, human_bytes(m.weights), human_bytes(m.gradients),
-                        human_bytes(m.optimizer), human_bytes(m.activations)
-                    ))}
-                </table>
-                <ul class="notes" id="limit-notes">
-                    {notes.into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
-                </ul>
-            }
-            .into_any()
-        }
     }
 }

@@ -6,6 +6,8 @@ use wasm_bindgen_futures::JsFuture;
 
 pub struct BrowserFiles {
     files: Vec<(String, web_sys::File)>,
+    /// The picked folder's name, when a folder was picked.
+    folder: Option<String>,
 }
 
 impl BrowserFiles {
@@ -14,12 +16,51 @@ impl BrowserFiles {
         let mut files = Vec::new();
         for i in 0..list.length() {
             if let Some(f) = list.get(i) {
-                let name = f.name();
-                let base = name.rsplit('/').next().unwrap_or(&name).to_string();
-                files.push((base, f));
+                files.push(f);
             }
         }
-        BrowserFiles { files }
+        Self::of(files)
+    }
+
+    /// The files of a pick or a drop (a folder's files carry `folder/name` as relative path).
+    pub fn of(list: Vec<web_sys::File>) -> Self {
+        let mut files = Vec::new();
+        let mut folder = None;
+        for f in list {
+            let name = f.name();
+            let base = name.rsplit('/').next().unwrap_or(&name).to_string();
+            let rel = js_sys::Reflect::get(&f, &"webkitRelativePath".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default();
+            if let Some((dir, _)) = rel.split_once('/') {
+                folder.get_or_insert_with(|| dir.to_string());
+            }
+            files.push((base, f));
+        }
+        BrowserFiles { files, folder }
+    }
+
+    /// The folder's name, or the files' names.
+    pub fn folder_name(&self) -> String {
+        match &self.folder {
+            Some(f) => f.clone(),
+            None => {
+                let names: Vec<&str> = self.files.iter().map(|(n, _)| n.as_str()).collect();
+                names.join(", ")
+            }
+        }
+    }
+
+    /// The whole of a file the user picked (a packed model, a JSONL dataset).
+    pub async fn read_file(file: &web_sys::File) -> Result<Vec<u8>> {
+        let buf = JsFuture::from(file.array_buffer()).await.map_err(|_| {
+            CoreError::Invalid(format!(
+                "{}: the browser refused to read the file",
+                file.name()
+            ))
+        })?;
+        Ok(js_sys::Uint8Array::new(&buf).to_vec())
     }
 
     fn file(&self, name: &str) -> Option<&web_sys::File> {

@@ -1,0 +1,850 @@
+//! The jobs the pages start, each a call into bitnet-pipeline with the browser's store (OPFS), the
+//! user's files read in place and the GPU: events update the app's state, the control handle
+//! pauses, resumes and stops. No numerics live here.
+
+use std::rc::Rc;
+
+use bitnet_core::dataset::parse_jsonl;
+use bitnet_core::packed::PackedModel;
+use bitnet_core::quant::Quantizer;
+use bitnet_core::sample::Sampling;
+use bitnet_core::selfgen::prompt_text;
+use bitnet_core::summary::human_bytes;
+use bitnet_gpu::Gpu;
+use bitnet_pipeline::events::Event;
+use bitnet_pipeline::generate::continue_prompt;
+use bitnet_pipeline::load::{Loaded, load_folder, load_packed};
+use bitnet_pipeline::run::{
+    DATA_FILE, EVAL_DATA_FILE, TRAIN_DATA_FILE, TRAIN_FOLDER, compare, jsonl, load_trained,
+    split_held_out,
+};
+use bitnet_pipeline::selfgen::{selfgen, state_key};
+use bitnet_pipeline::train::{
+    MANIFEST_FILE, METRICS_FILE, Metrics, TrainJob, TrainManifest, checkpoints, parse_metrics,
+    train,
+};
+use bitnet_pipeline::{Control, Ctx, PipelineError, Prefixed, Store};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::source::ModelSource;
+use crate::state::{
+    DataInfo, GenSide, Page, ResumeOffer, RunSpec, SelfgenView, Studio, TrainView, WorkshopRun,
+};
+use crate::store::OpfsStore;
+
+/// The app's folder in the browser's private storage (OPFS).
+pub const STORE_FOLDER: &str = "bitnet-studio";
+/// What a reloaded page needs to resume the run.
+pub const SPEC_FILE: &str = "app.json";
+/// Where the workshop's runs go.
+pub const WORKSHOP_FOLDER: &str = "workshop";
+/// Samples shown in the live list.
+const LATEST: usize = 40;
+
+/// Holds the GPU for one job: refuses a second, frees it on drop.
+struct Busy(Studio);
+
+impl Busy {
+    fn take(st: Studio, what: &'static str) -> Result<Busy, String> {
+        if let Some(other) = st.busy.get_untracked() {
+            return Err(format!(
+                "The GPU is busy with {other}; wait for it or stop it."
+            ));
+        }
+        st.busy.set(Some(what));
+        Ok(Busy(st))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.set(None);
+    }
+}
+
+/// A fresh control handle for a job, kept where the pause/resume/stop buttons find it.
+fn new_control(st: Studio) -> Control {
+    let c = Control::new();
+    st.control.set_value(c.clone());
+    c
+}
+
+/// The GPU with its linear-layer kernels measured (once per page).
+async fn tuned_gpu(st: Studio) -> Result<Rc<Gpu>, String> {
+    let gpu = st.gpu()?;
+    if !st.tuned.get_value() {
+        let now = bitnet_pipeline::clock();
+        gpu.tune_gemm(&now).await.map_err(|e| e.to_string())?;
+        st.tuned.set_value(true);
+    }
+    Ok(gpu)
+}
+
+/// Opens the store and picks up what an earlier session left: the data, the settings, an
+/// unfinished run to offer for resuming, or a finished run's results.
+pub async fn open_store(st: Studio) {
+    let store = match OpfsStore::open(STORE_FOLDER).await {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            st.store_error.set(Some(format!(
+                "This browser gives the page no private storage (OPFS), so runs cannot be kept: {e}"
+            )));
+            return;
+        }
+    };
+    st.store.set_value(Some(store.clone()));
+    if let Err(e) = restore(st, &store).await {
+        st.store_error.set(Some(format!(
+            "What an earlier session left could not be read: {e}"
+        )));
+    }
+}
+
+async fn restore(st: Studio, store: &OpfsStore) -> Result<(), PipelineError> {
+    if store.exists(DATA_FILE).await? {
+        refresh_data(st, store, "kept from an earlier session").await?;
+    }
+    let Some(spec) = store.get(SPEC_FILE).await? else {
+        return Ok(());
+    };
+    let spec: RunSpec = serde_json::from_slice(&spec)
+        .map_err(|e| PipelineError::Invalid(format!("{}: {e}", store.display(SPEC_FILE))))?;
+    st.tr.set(&spec.job(false));
+    let run = Prefixed::new(store, TRAIN_FOLDER);
+    let metrics = parse_metrics(&run.get(METRICS_FILE).await?.unwrap_or_default());
+    if let Some(m) = run.get(MANIFEST_FILE).await? {
+        let manifest: TrainManifest = serde_json::from_slice(&m)
+            .map_err(|e| PipelineError::Invalid(format!("{}: {e}", run.display(MANIFEST_FILE))))?;
+        st.train.set(TrainView {
+            steps: spec.settings.steps,
+            metrics,
+            status: "finished in an earlier session".into(),
+            ..Default::default()
+        });
+        st.results.update(|r| r.manifest = Some(manifest));
+    } else if let Some((step, _)) = checkpoints(&run).await?.pop() {
+        st.resume.set(Some(ResumeOffer {
+            step,
+            steps: spec.settings.steps,
+            spec,
+        }));
+    }
+    Ok(())
+}
+
+/// Reads data.jsonl, writes its split into train.jsonl and eval.jsonl, and shows it.
+async fn refresh_data(st: Studio, store: &OpfsStore, origin: &str) -> Result<(), PipelineError> {
+    let bytes = store.get(DATA_FILE).await?.unwrap_or_default();
+    let name = store.display(DATA_FILE);
+    let examples = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        parse_jsonl(&name, &bytes).map_err(|e| PipelineError::input(&name, e))?
+    };
+    let (train_set, eval_set) = split_held_out(&examples);
+    store.put(TRAIN_DATA_FILE, &jsonl(&train_set)).await?;
+    store.put(EVAL_DATA_FILE, &jsonl(&eval_set)).await?;
+    st.data.set(Some(DataInfo {
+        origin: origin.to_string(),
+        examples: examples.len(),
+        train: train_set.len(),
+        held_out: eval_set.len(),
+    }));
+    Ok(())
+}
+
+/// Uses a JSONL file the user picked as the dataset (a line that does not parse is named).
+pub fn use_dataset(st: Studio, file: web_sys::File) {
+    spawn_local(async move {
+        let r: Result<(), String> = async {
+            let store = st.store()?;
+            let bytes = crate::files::BrowserFiles::read_file(&file)
+                .await
+                .map_err(|e| e.to_string())?;
+            let examples = parse_jsonl(&file.name(), &bytes).map_err(|e| e.to_string())?;
+            if examples.len() < 2 {
+                return Err(format!(
+                    "{}: {} example(s); training and a held-out evaluation need at least 2",
+                    file.name(),
+                    examples.len()
+                ));
+            }
+            store
+                .put(DATA_FILE, &bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            store
+                .remove(&state_key(DATA_FILE))
+                .await
+                .map_err(|e| e.to_string())?;
+            refresh_data(st, &store, &file.name())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        st.data_error.set(r.err());
+    });
+}
+
+/// Self-generation with the form's settings into data.jsonl (replacing earlier data); stopping
+/// keeps what was kept.
+pub fn generate_data(st: Studio) {
+    spawn_local(async move {
+        generate_job(st).await;
+    });
+}
+
+/// Self-generation to its end; whether it kept data.
+async fn generate_job(st: Studio) -> bool {
+    let r = generate_inner(st).await;
+    st.selfgen.update(|v| {
+        v.running = false;
+        v.message = Some(match &r {
+            Ok(msg) => msg.clone(),
+            Err(e) => e.clone(),
+        });
+    });
+    let ok = r.is_ok();
+    st.data_error.set(r.err());
+    ok && st.data.get_untracked().is_some_and(|d| d.examples >= 2)
+}
+
+async fn generate_inner(st: Studio) -> Result<String, String> {
+    let cfg = st.sg.config()?;
+    let (store, source) = (st.store()?, st.source()?);
+    let _busy = Busy::take(st, "self-generation")?;
+    st.selfgen.set(SelfgenView {
+        running: true,
+        num: cfg.num,
+        ..Default::default()
+    });
+    let gpu = tuned_gpu(st).await?;
+    let name = source.name();
+    let m = load_folder(Some(&gpu), &*source, &name, false, Quantizer::Absmean)
+        .await
+        .map_err(|e| e.to_string())?;
+    let s = |e: PipelineError| e.to_string();
+    store.remove(DATA_FILE).await.map_err(|e| e.to_string())?;
+    store
+        .remove(&state_key(DATA_FILE))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ctx = Ctx::new(&gpu, new_control(st), move |e| {
+        if let Event::Samples {
+            counts,
+            num,
+            max_attempts,
+            tokens_per_s,
+            outcomes,
+        } = e
+        {
+            st.selfgen.update(|v| {
+                v.counts = counts;
+                v.num = num;
+                v.max_attempts = max_attempts;
+                v.tokens_per_s = tokens_per_s;
+                for o in outcomes {
+                    v.latest.insert(0, o);
+                }
+                v.latest.truncate(LATEST);
+            });
+        }
+    });
+    let result = selfgen(&ctx, &m, &*store, DATA_FILE, &cfg).await;
+    drop(ctx);
+    let stopped = matches!(result, Err(PipelineError::Cancelled));
+    let report = match result {
+        Ok(r) => Some(r),
+        Err(PipelineError::Cancelled) => None,
+        Err(e) => return Err(s(e)),
+    };
+    refresh_data(st, &store, "self-generated")
+        .await
+        .map_err(s)?;
+    let kept = st.data.get_untracked().map(|d| d.examples).unwrap_or(0);
+    Ok(match report {
+        _ if stopped => format!("Stopped: the {kept} samples kept so far are the data."),
+        Some(r) => format!(
+            "Done: {} kept of {} attempts ({}).",
+            r.counts.kept,
+            r.counts.attempts,
+            match r.stopped_by {
+                bitnet_pipeline::selfgen::StoppedBy::Num => "enough samples",
+                bitnet_pipeline::selfgen::StoppedBy::MaxAttempts => "the attempt budget ran out",
+            }
+        ),
+        None => String::new(),
+    })
+}
+
+/// The state of a training view for one event.
+fn on_train_event(view: RwSignal<TrainView>, e: Event) {
+    match e {
+        Event::Memory {
+            plan, max_binding, ..
+        } => view.update(|v| v.plan = Some((*plan, max_binding))),
+        Event::Kernels(k) => view.update(|v| v.kernels = Some(format!("{k:?}"))),
+        Event::Resumed { step, .. } => view.update(|v| {
+            v.status = if step > 0 {
+                format!("resumed from the checkpoint of step {step}")
+            } else {
+                "no checkpoint: starting at step 0".into()
+            }
+        }),
+        Event::Step {
+            metrics,
+            steps,
+            eta_s,
+            gpu_bytes,
+        } => view.update(|v| {
+            v.status = format!("{} phase", metrics.phase);
+            v.steps = steps;
+            v.eta_s = eta_s;
+            v.gpu_bytes = gpu_bytes;
+            v.metrics.retain(|m| m.step < metrics.step);
+            v.metrics.push(metrics);
+        }),
+        Event::Checkpoint { step, .. } => view.update(|v| v.checkpoint = Some(step)),
+        Event::Packed(_) => view.update(|v| v.status = "packing the ternary weights".into()),
+        _ => {}
+    }
+}
+
+/// Trains with the form's settings (a new run replaces the store's earlier one), or resumes the
+/// store's unfinished run; the results are evaluated when it ends.
+pub fn start_training(st: Studio, resume: bool) {
+    spawn_local(async move {
+        if train_job(st, resume).await {
+            evaluate_job(st).await;
+        }
+    });
+}
+
+/// Training to its end; whether it finished.
+async fn train_job(st: Studio, resume: bool) -> bool {
+    let r = train_inner(st, resume).await;
+    let stopped = matches!(&r, Err(e) if *e == PipelineError::Cancelled.to_string());
+    st.train.update(|v| {
+        v.running = false;
+        v.paused = false;
+        match &r {
+            Ok(()) => v.status = "finished".into(),
+            Err(_) if stopped => {
+                v.status = match v.checkpoint {
+                    Some(c) => format!(
+                        "stopped; the checkpoint of step {c} is kept: resume continues from it"
+                    ),
+                    None => "stopped before the first checkpoint".into(),
+                }
+            }
+            Err(e) => v.error = Some(e.clone()),
+        }
+    });
+    if let Ok(store) = st.store() {
+        let _ = offer_resume(st, &store).await;
+    }
+    r.is_ok()
+}
+
+/// Offers to resume when the store holds an unfinished run.
+async fn offer_resume(st: Studio, store: &OpfsStore) -> Result<(), PipelineError> {
+    let run = Prefixed::new(store, TRAIN_FOLDER);
+    let spec: Option<RunSpec> = store
+        .get(SPEC_FILE)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let offer = match (spec, run.exists(MANIFEST_FILE).await?) {
+        (Some(spec), false) => checkpoints(&run).await?.pop().map(|(step, _)| ResumeOffer {
+            step,
+            steps: spec.settings.steps,
+            spec,
+        }),
+        _ => None,
+    };
+    st.resume.set(offer);
+    Ok(())
+}
+
+async fn train_inner(st: Studio, resume: bool) -> Result<(), String> {
+    let s = |e: PipelineError| e.to_string();
+    let offer = st.resume.get_untracked();
+    // A run of the demo model resumes without asking for files: the model is built in.
+    if let Some(o) = offer.as_ref().filter(|o| resume && o.spec.source.demo) {
+        let current = st.source.get_untracked().map(|s| s.id());
+        if current.as_ref() != Some(&o.spec.source) {
+            crate::pages::model::load_source(st, ModelSource::demo()?).await;
+        }
+    }
+    let (store, source) = (st.store()?, st.source()?);
+    let spec = if resume {
+        let offer = offer.ok_or("There is no unfinished run to resume.")?;
+        if offer.spec.source != source.id() {
+            return Err(format!(
+                "The run to resume was trained from {}; choose that model (the same files) first.",
+                offer.spec.source.name
+            ));
+        }
+        offer.spec
+    } else {
+        let job = st.tr.job()?;
+        RunSpec {
+            source: source.id(),
+            data_checksum: String::new(),
+            settings: job.settings,
+            save_steps: job.save_steps,
+            save_total_limit: job.save_total_limit,
+            log_every: job.log_every,
+        }
+    };
+    let data = store
+        .get(TRAIN_DATA_FILE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let data = match data {
+        Some(d) if !d.iter().all(u8::is_ascii_whitespace) => d,
+        _ => return Err("No training data yet: generate or load it on page 2.".into()),
+    };
+    let data_checksum = bitnet_core::packed::checksum(&data);
+    if resume && spec.data_checksum != data_checksum {
+        return Err(
+            "The training data changed since this run started (new data was generated or loaded): it cannot be resumed; start a new run.".into(),
+        );
+    }
+    let spec = RunSpec {
+        data_checksum,
+        ..spec
+    };
+    let _busy = Busy::take(st, "training")?;
+    let job: TrainJob = spec.job(resume);
+    let run = Prefixed::new(&*store, TRAIN_FOLDER);
+    // A resumed run's chart starts with the steps its checkpoint includes.
+    let mut before = Vec::new();
+    if resume {
+        if let Some((step, _)) = checkpoints(&run).await.map_err(s)?.pop() {
+            before = parse_metrics(
+                &run.get(METRICS_FILE)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default(),
+            )
+            .into_iter()
+            .filter(|m: &Metrics| m.step < step)
+            .collect();
+        }
+    } else {
+        st.results.set(Default::default());
+    }
+    st.resume.set(None);
+    st.train.set(TrainView {
+        running: true,
+        steps: job.settings.steps,
+        metrics: before,
+        status: "measuring the kernels".into(),
+        ..Default::default()
+    });
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
+    store
+        .put(SPEC_FILE, text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let gpu = tuned_gpu(st).await?;
+    let view = st.train;
+    let ctx = Ctx::new(&gpu, new_control(st), move |e| on_train_event(view, e));
+    let name = source.name();
+    let manifest = train(&ctx, &*source, &name, &data, TRAIN_DATA_FILE, &run, &job)
+        .await
+        .map_err(s)?;
+    st.results.update(|r| r.manifest = Some(manifest));
+    Ok(())
+}
+
+/// Perplexity on the held-out samples of the base model, the base ternarized without training and
+/// the trained ternary model (as `bitnet run` reports).
+pub fn evaluate(st: Studio) {
+    spawn_local(evaluate_job(st));
+}
+
+async fn evaluate_job(st: Studio) {
+    st.results.update(|r| {
+        r.evaluating = true;
+        r.error = None;
+        r.perplexities.clear();
+    });
+    let r = evaluate_inner(st).await;
+    st.results.update(|v| {
+        v.evaluating = false;
+        match r {
+            Ok(c) => v.comparison = Some(c),
+            Err(e) => v.error = Some(e),
+        }
+    });
+}
+
+/// The first screen's one click: the demo model with the demo's settings, self-generation,
+/// training and the results, each page shown as it works.
+pub fn run_demo_flow(st: Studio) {
+    spawn_local(async move {
+        crate::pages::model::use_demo(st).await;
+        if st.source.get_untracked().is_none() {
+            return;
+        }
+        st.page.set(Page::Data);
+        if !generate_job(st).await {
+            return;
+        }
+        st.page.set(Page::Train);
+        if !train_job(st, false).await {
+            return;
+        }
+        st.page.set(Page::Results);
+        evaluate_job(st).await;
+    });
+}
+
+/// Shows a failed download (or export) where the user looks.
+pub fn report(st: Studio, r: Result<(), String>) {
+    st.download_error.set(r.err());
+}
+
+/// The bytes of `key` in the store; an error when there are none.
+async fn stored(st: Studio, key: &str) -> Result<Vec<u8>, String> {
+    let store = st.store()?;
+    store
+        .get(key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} is not in the browser's storage", store.display(key)))
+}
+
+/// Downloads `key` of the store as `name`.
+pub fn download(st: Studio, key: String, name: String) {
+    spawn_local(async move {
+        let r = async {
+            let bytes = stored(st, &key).await?;
+            let mime = if name.ends_with(".json") || name.ends_with(".jsonl") {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            crate::download::save(&name, &bytes, mime)
+        }
+        .await;
+        report(st, r);
+    });
+}
+
+/// Downloads the files under `folder` of the store as one ZIP archive.
+pub fn download_zip(st: Studio, folder: String, name: String) {
+    spawn_local(async move {
+        let r = async {
+            let store = st.store()?;
+            let zip = bitnet_pipeline::store::zip_folder(&*store, &folder)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::download::save(&name, &zip, "application/zip")
+        }
+        .await;
+        report(st, r);
+    });
+}
+
+/// Downloads the trained model repacked 5 codes per byte (the same codes and scales).
+pub fn download_trit5(st: Studio) {
+    spawn_local(async move {
+        let r = async {
+            let key = format!("{TRAIN_FOLDER}/{}", bitnet_pipeline::load::PACKED_FILE);
+            let bytes = stored(st, &key).await?;
+            let name = st.store()?.display(&key);
+            let p = PackedModel::parse(&name, &bytes).map_err(|e| e.to_string())?;
+            let trit5 = p
+                .repack(bitnet_core::Packing::Trit5)
+                .map_err(|e| e.to_string())?;
+            crate::download::save(
+                "model.trit5.safetensors",
+                &trit5,
+                "application/octet-stream",
+            )
+        }
+        .await;
+        report(st, r);
+    });
+}
+
+/// Downloads the demo model's files (config.json, tokenizer.json, model.safetensors) as one ZIP
+/// archive, to run the same model with the `bitnet` CLI.
+pub fn download_demo_model(st: Studio) {
+    let r = ModelSource::demo().and_then(|source| {
+        let ModelSource::Demo(files) = source else {
+            return Err("the demo model is not built in".to_string());
+        };
+        let list: Vec<(String, Vec<u8>)> = files
+            .0
+            .into_iter()
+            .map(|(name, bytes)| {
+                (
+                    format!("{}/{name}", bitnet_pipeline::demo::DEMO_MODEL_FOLDER),
+                    bytes,
+                )
+            })
+            .collect();
+        let zip = bitnet_core::zip::store_zip(&list).map_err(|e| e.to_string())?;
+        crate::download::save("demo-model.zip", &zip, "application/zip")
+    });
+    report(st, r);
+}
+
+/// Forgets the unfinished run: its checkpoints, metrics and settings leave the store.
+pub fn discard_run(st: Studio) {
+    spawn_local(async move {
+        let r = async {
+            let store = st.store()?;
+            let s = |e: bitnet_pipeline::StoreError| e.to_string();
+            for key in store.list(&format!("{TRAIN_FOLDER}/")).await.map_err(s)? {
+                store.remove(&key).await.map_err(s)?;
+            }
+            store.remove(SPEC_FILE).await.map_err(s)?;
+            Ok::<(), String>(())
+        }
+        .await;
+        st.resume.set(None);
+        st.train.set(TrainView::default());
+        report(st, r);
+    });
+}
+
+async fn evaluate_inner(st: Studio) -> Result<bitnet_pipeline::run::Comparison, String> {
+    let (store, source) = (st.store()?, st.source()?);
+    let manifest = st
+        .results
+        .get_untracked()
+        .manifest
+        .ok_or("No finished training run yet.")?;
+    let eval = store
+        .get(EVAL_DATA_FILE)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if eval.iter().all(u8::is_ascii_whitespace) {
+        return Err("No held-out samples: the data needs at least 2 examples.".into());
+    }
+    let _busy = Busy::take(st, "evaluation")?;
+    let gpu = tuned_gpu(st).await?;
+    let run = Prefixed::new(&*store, TRAIN_FOLDER);
+    let results = st.results;
+    let ctx = Ctx::new(&gpu, new_control(st), move |e| {
+        if let Event::Perplexity { label, result } = e {
+            results.update(|r| r.perplexities.push((label, result)));
+        }
+    });
+    let name = source.name();
+    compare(
+        &ctx,
+        &*source,
+        &name,
+        &run,
+        &eval,
+        &store.display(EVAL_DATA_FILE),
+        &manifest.settings,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Generates from the full-precision and the ternary model side by side (greedy, so the two
+/// differ only by the model), streaming the tokens.
+pub fn side_by_side(st: Studio, prompt: String, max_new_tokens: usize, as_instruction: bool) {
+    spawn_local(async move {
+        if let Err(e) = side_by_side_inner(st, &prompt, max_new_tokens, as_instruction).await {
+            st.generation.update(|(_, t)| t.error = Some(e));
+        }
+    });
+}
+
+async fn side_by_side_inner(
+    st: Studio,
+    prompt: &str,
+    max_new_tokens: usize,
+    as_instruction: bool,
+) -> Result<(), String> {
+    let _busy = Busy::take(st, "generation")?;
+    let gpu = tuned_gpu(st).await?;
+    let text = if as_instruction {
+        prompt_text(prompt)
+    } else {
+        prompt.to_string()
+    };
+    let s = |e: PipelineError| e.to_string();
+    // The full-precision side: the base model, when one is loaded.
+    let mut models: Vec<(bool, String, Loaded)> = Vec::new();
+    if let Ok(source) = st.source() {
+        let name = source.name();
+        let m = load_folder(Some(&gpu), &*source, &name, false, Quantizer::Absmean)
+            .await
+            .map_err(s)?;
+        models.push((false, format!("{name} (full precision)"), m));
+    }
+    // The ternary side: a packed file the user picked, else the trained one.
+    match st.packed.get_untracked() {
+        Some(p) => {
+            let m = load_packed(&p.name, &p.bytes, None).await.map_err(s)?;
+            models.push((true, format!("{} (ternary)", p.name), m));
+        }
+        None => {
+            let store = st.store()?;
+            let run = Prefixed::new(&*store, TRAIN_FOLDER);
+            if run
+                .exists(bitnet_pipeline::load::PACKED_FILE)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let m = load_trained(&run).await.map_err(s)?;
+                models.push((true, "trained ternary model".into(), m));
+            }
+        }
+    }
+    if models.is_empty() {
+        return Err(
+            "Nothing to generate with: choose a model, train one, or pick a packed file.".into(),
+        );
+    }
+    st.generation.set(Default::default());
+    for (ternary, label, m) in models {
+        st.generation
+            .update(|g| side(g, ternary).label = label.clone());
+        let ids = m.prompt_ids(&text, false, 4096).map_err(s)?;
+        let ctx = Ctx::quiet(&gpu);
+        let mut seen = Vec::new();
+        let shown = st.generation;
+        let decode = |ids: &[u32]| m.decode(ids).unwrap_or_default();
+        let c = continue_prompt(
+            &ctx,
+            &m,
+            ids,
+            max_new_tokens,
+            Sampling::Greedy,
+            0,
+            &mut |t| {
+                seen.push(t);
+                let text = decode(&seen);
+                shown.update(|g| {
+                    let s = side(g, ternary);
+                    s.text = text;
+                    s.tokens = seen.len();
+                });
+            },
+        )
+        .await
+        .map_err(s)?;
+        st.generation.update(|g| {
+            let s = side(g, ternary);
+            s.text = c.text.clone();
+            s.tokens = c.tokens.len();
+            s.tokens_per_s = Some(c.decode_tokens_per_s);
+        });
+    }
+    Ok(())
+}
+
+/// The full-precision (left) or the ternary (right) side.
+fn side(g: &mut (GenSide, GenSide), ternary: bool) -> &mut GenSide {
+    if ternary { &mut g.1 } else { &mut g.0 }
+}
+
+/// Reads a packed file the user picked, checks it, and keeps it to try.
+pub fn use_packed(st: Studio, file: web_sys::File) {
+    spawn_local(async move {
+        let r: Result<crate::state::PackedPick, String> = async {
+            let bytes = crate::files::BrowserFiles::read_file(&file)
+                .await
+                .map_err(|e| e.to_string())?;
+            let name = file.name();
+            let p = PackedModel::parse(&name, &bytes).map_err(|e| e.to_string())?;
+            let summary = format!(
+                "{}: {} ternary tensors, {} packing, {} quantizer, {}",
+                name,
+                p.shapes.len(),
+                p.packing.name(),
+                p.quantizer.name(),
+                human_bytes(bytes.len() as u64)
+            );
+            Ok(crate::state::PackedPick {
+                name,
+                bytes: Rc::new(bytes),
+                summary,
+            })
+        }
+        .await;
+        match r {
+            Ok(p) => st.packed.set(Some(p)),
+            Err(e) => st.model.set(crate::state::ModelState::Failed(e)),
+        }
+    });
+}
+
+/// Runs each schedule one after another with the form's settings (and `steps`), the same data and
+/// seed, into the workshop's folder; the overlay chart follows every step.
+pub fn run_workshop(st: Studio, schedules: Vec<(bitnet_core::Schedule, String)>, steps: u64) {
+    spawn_local(async move {
+        let r = workshop_inner(st, schedules, steps).await;
+        st.workshop_error.set(
+            r.err()
+                .filter(|e| *e != PipelineError::Cancelled.to_string()),
+        );
+    });
+}
+
+async fn workshop_inner(
+    st: Studio,
+    schedules: Vec<(bitnet_core::Schedule, String)>,
+    steps: u64,
+) -> Result<(), String> {
+    if !(2..=4).contains(&schedules.len()) {
+        return Err("Choose 2 to 4 schedules to compare.".into());
+    }
+    let (store, source) = (st.store()?, st.source()?);
+    let mut base = st.tr.job()?;
+    base.settings.steps = steps;
+    base.save_steps = steps;
+    base.log_every = steps;
+    base.overwrite = true;
+    base.settings.validate().map_err(|e| e.to_string())?;
+    let data = store
+        .get(TRAIN_DATA_FILE)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|d| !d.iter().all(u8::is_ascii_whitespace))
+        .ok_or("No training data yet: generate or load it on page 2.")?;
+    let _busy = Busy::take(st, "the workshop")?;
+    let gpu = tuned_gpu(st).await?;
+    st.workshop.set(
+        schedules
+            .iter()
+            .map(|(schedule, label)| WorkshopRun {
+                schedule: *schedule,
+                label: label.clone(),
+                metrics: Vec::new(),
+                done: false,
+            })
+            .collect(),
+    );
+    let control = new_control(st);
+    let name = source.name();
+    for (i, (schedule, _)) in schedules.iter().enumerate() {
+        let mut job = base.clone();
+        job.settings.schedule = *schedule;
+        let folder = format!("{WORKSHOP_FOLDER}/{i}");
+        let run = Prefixed::new(&*store, &folder);
+        let ws = st.workshop;
+        let ctx = Ctx::new(&gpu, control.clone(), move |e| {
+            if let Event::Step { metrics, .. } = e {
+                ws.update(|runs| runs[i].metrics.push(metrics));
+            }
+        });
+        train(&ctx, &*source, &name, &data, TRAIN_DATA_FILE, &run, &job)
+            .await
+            .map_err(|e| e.to_string())?;
+        st.workshop.update(|runs| runs[i].done = true);
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Page 4: results — perplexity on the held-out samples (base, base ternarized without training,
+//! trained ternary), sparsity and packed size, a prompt answered by the full-precision and the
+//! ternary model side by side, and every download.
+
+use bitnet_core::summary::human_bytes;
+use bitnet_pipeline::load::{PACKED_FILE, POST_ATTN_NORM_FILE};
+use bitnet_pipeline::run::TRAIN_FOLDER;
+use bitnet_pipeline::train::{MANIFEST_FILE, METRICS_FILE};
+use leptos::prelude::*;
+
+use super::{check, error_of, field};
+use crate::jobs;
+use crate::state::{GenSide, ModelState, Studio};
+
+#[component]
+pub fn ResultsPage() -> impl IntoView {
+    let st = expect_context::<Studio>();
+    let prompt = RwSignal::new("Explain why the sky is blue.".to_string());
+    let max_new = RwSignal::new("48".to_string());
+    let as_instruction = RwSignal::new(true);
+    let generate = move |_| {
+        let n = max_new
+            .get_untracked()
+            .trim()
+            .parse::<usize>()
+            .unwrap_or(48)
+            .clamp(1, 2048);
+        jobs::side_by_side(
+            st,
+            prompt.get_untracked(),
+            n,
+            as_instruction.get_untracked(),
+        );
+    };
+    let key = |k: &str| format!("{TRAIN_FOLDER}/{k}");
+    view! {
+        <section>
+            <h2>"What the compressed model can still do"</h2>
+            {move || match st.results.get().manifest {
+                None => view! { <p class="muted">"No finished training run yet: train one on page 3 (or try a packed file below)."</p> }.into_any(),
+                Some(m) => {
+                    let original = match st.model.get() { ModelState::Loaded(s, _) => Some(s.weight_bytes), _ => None };
+                    view! {
+                        <table id="pack-summary" class="compact">
+                            <tr><td>"packed file"</td><td>{format!("{} ({})", human_bytes(m.packed_bytes), m.packed_file)}</td></tr>
+                            {original.map(|o| view! { <tr><td>"original weights"</td><td>{format!("{} — the packed file is {:.1} × smaller", human_bytes(o), o as f64 / m.packed_bytes.max(1) as f64)}</td></tr> })}
+                            <tr><td>"zero codes (sparsity)"</td><td id="res-sparsity" data-value=m.sparsity.to_string()>{format!("{:.2} %", m.sparsity * 100.0)}</td></tr>
+                            <tr><td>"final λ"</td><td>{format!("{} ({})", m.final_lambda, if m.compression_ready { "fully ternary" } else { "not fully ternary: λ never reached 1" })}</td></tr>
+                            <tr><td>"loss, first → last step"</td><td>{format!("{} → {}", loss(m.first_loss), loss(m.final_loss))}</td></tr>
+                            <tr><td>"checksum"</td><td id="res-checksum" class="mono">{m.checksum.clone()}</td></tr>
+                        </table>
+                    }.into_any()
+                }
+            }}
+            <h3>"Perplexity on the held-out samples"</h3>
+            <table id="ppl-table" class="compact">
+                {move || st.results.get().perplexities.into_iter().map(|(label, p)| view! {
+                    <tr><td>{label}</td><td class="ppl" data-value=p.perplexity.to_string()>{format!("{:.3}", p.perplexity)}</td><td class="muted">{format!("{} tokens, {} sample{}", p.tokens, p.examples, if p.examples == 1 { "" } else { "s" })}</td></tr>
+                }).collect_view()}
+            </table>
+            {move || st.results.get().evaluating.then(|| view! { <p class="muted">"Evaluating…"</p> })}
+            {move || error_of("eval-error", st.results.get().error)}
+            <button id="eval-start" on:click=move |_| jobs::evaluate(st) disabled=move || st.busy.get().is_some() || st.results.get().manifest.is_none()>"Evaluate again"</button>
+        </section>
+        <section>
+            <h2>"Try it: full precision and ternary side by side"</h2>
+            <textarea id="gen-prompt" rows="3" prop:value=move || prompt.get() on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+            <div class="form">
+                {field("gen-max", "max new tokens", max_new)}
+                {check("gen-instruction", "as an instruction (the training format)", as_instruction)}
+            </div>
+            <button id="gen-start" class="primary" on:click=generate disabled=move || st.busy.get().is_some()>"Generate (greedy)"</button>
+            <div class="side-by-side">
+                {move || { let (a, b) = st.generation.get(); view! { {side("gen-fp", a)} {side("gen-ternary", b)} } }}
+            </div>
+        </section>
+        <section>
+            <h2>"Downloads"</h2>
+            <p class="muted">"The same files bitnet train writes into its --out-dir."</p>
+            {move || st.results.get().manifest.map(|m| view! {
+                <div class="downloads">
+                    <button id="dl-packed" class="primary" on:click=move |_| jobs::download(st, key(PACKED_FILE), PACKED_FILE.into())>"model.bitnet.safetensors (2-bit)"</button>
+                    <button id="dl-trit5" on:click=move |_| jobs::download_trit5(st)>"model.trit5.safetensors (5 per byte)"</button>
+                    <button id="dl-hf" on:click=move |_| jobs::download_zip(st, format!("{TRAIN_FOLDER}/hf"), "hf.zip".into())>"hf/ (Hugging Face folder, zip)"</button>
+                    <button id="dl-manifest" on:click=move |_| jobs::download(st, key(MANIFEST_FILE), MANIFEST_FILE.into())>"training_manifest.json"</button>
+                    <button id="dl-metrics" on:click=move |_| jobs::download(st, key(METRICS_FILE), METRICS_FILE.into())>"metrics.jsonl"</button>
+                    {m.post_attn_norm_file.is_some().then(|| view! {
+                        <button id="dl-post-attn" on:click=move |_| jobs::download(st, key(POST_ATTN_NORM_FILE), POST_ATTN_NORM_FILE.into())>"post_attn_norm.safetensors"</button>
+                    })}
+                    <button id="dl-data-2" on:click=move |_| jobs::download(st, bitnet_pipeline::run::DATA_FILE.into(), "data.jsonl".into())>"data.jsonl"</button>
+                </div>
+            })}
+            {move || error_of("download-error", st.download_error.get())}
+        </section>
+    }
+}
+
+fn side(id: &'static str, s: GenSide) -> impl IntoView {
+    view! {
+        <div class="gen-side" id=id>
+            <h3>{if s.label.is_empty() { "—".to_string() } else { s.label.clone() }}</h3>
+            <p class="gen-text">{if s.text.trim().is_empty() && s.tokens > 0 {
+                "(no text: every token chosen is a special token, which decoding skips)".to_string()
+            } else {
+                s.text.clone()
+            }}</p>
+            <p class="muted">{match s.tokens_per_s {
+                Some(t) => format!("{} tokens, {:.1} tokens/s", s.tokens, t),
+                None if s.tokens > 0 => format!("{} tokens…", s.tokens),
+                None => String::new(),
+            }}</p>
+            {s.error.map(|e| view! { <p class="error">{e}</p> })}
+        </div>
+    }
+}
+
+fn loss(l: Option<f32>) -> String {
+    l.map_or("—".into(), |l| format!("{l:.4}"))
+}
