@@ -43,12 +43,14 @@ async function openApp(b) {
 
 test('finds the WebGPU adapter and summarizes picked model files', { timeout: TIMEOUT }, async () => {
   const { page, requests, errors } = await openApp(browser);
+  await page.click('#nav-gpu');
   const adapter = page.locator('#adapter-info');
   await adapter.waitFor({ timeout: 60_000 });
   const adapterText = await adapter.innerText();
   assert.match(adapterText, /BrowserWebGpu/);
   assert.match(adapterText, /^name\s+\S/m, 'the adapter has a name');
   assert.match(await page.locator('#adapter').innerText(), /max_storage_buffer_binding_size/);
+  await page.click('#nav-model');
 
   for (const name of ['llama', 'qwen2-sharded', 'llama-bf16']) {
     await page.setInputFiles('#pick-files', filesOf(name));
@@ -79,6 +81,7 @@ test('finds the WebGPU adapter and summarizes picked model files', { timeout: TI
 
 test('the self-test button runs every kernel on the adapter and reports them all passing', { timeout: 300_000 }, async () => {
   const { page, errors } = await openApp(browser);
+  await page.click('#nav-gpu');
   await page.locator('#adapter-info').waitFor({ timeout: 60_000 });
   await page.click('#run-selftest');
   const summary = page.locator('#selftest-summary');
@@ -109,9 +112,11 @@ test('a browser without a WebGPU adapter gets a clear message', { timeout: TIMEO
   const plain = await chromium.launch({ executablePath: CHROMIUM, args: BASE_ARGS });
   try {
     const { page } = await openApp(plain);
-    const err = page.locator('#adapter-error');
+    const err = page.locator('#no-webgpu');
     await err.waitFor({ timeout: 60_000 });
     assert.match(await err.innerText(), /WebGPU/);
+    await page.click('#nav-gpu');
+    assert.match(await page.locator('#adapter-error').innerText(), /WebGPU/);
   } finally {
     await plain.close();
   }

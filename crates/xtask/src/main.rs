@@ -214,13 +214,18 @@ fn test(root: &Path) -> XResult {
         .env("CHROMEDRIVER", setup::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
 
-    step("app end-to-end test (Playwright in headless Chromium)");
+    step("app end-to-end test (Playwright in headless Chromium, checked against the native CLI)");
+    // The native `bitnet` the flow test compares the page with (built by the native tests).
+    run(cargo()
+        .args(["build", "-p", "bitnet-cli"])
+        .current_dir(root))?;
     let server = serve::Server::start(&root.join("dist"), 0)?;
     let result = run(Command::new("node")
         .args(["--test", "tests/e2e/"])
         .current_dir(root)
         .env("APP_URL", format!("http://127.0.0.1:{}/", server.port))
-        .env("CHROMIUM", setup::CHROMIUM));
+        .env("CHROMIUM", setup::CHROMIUM)
+        .env("BITNET_BIN", root.join("target/debug/bitnet")));
     drop(server);
     result?;
 
