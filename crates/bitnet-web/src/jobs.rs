@@ -776,8 +776,14 @@ pub fn use_packed(st: Studio, file: web_sys::File) {
         }
         .await;
         match r {
-            Ok(p) => st.packed.set(Some(p)),
-            Err(e) => st.model.set(crate::state::ModelState::Failed(e)),
+            Ok(p) => {
+                st.packed.set(Some(p));
+                st.packed_error.set(None);
+            }
+            Err(e) => {
+                st.packed.set(None);
+                st.packed_error.set(Some(e));
+            }
         }
     });
 }

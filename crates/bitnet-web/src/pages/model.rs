@@ -146,6 +146,7 @@ pub fn ModelPage() -> impl IntoView {
             {move || model_view(st)}
             {move || super::error_of("download-error-model", st.download_error.get())}
             {move || st.packed.get().map(|p| view! { <p id="packed-summary" class="ok">{p.summary}" — try it on page 4."</p> })}
+            {move || super::error_of("packed-error", st.packed_error.get())}
             <div class="actions">
                 {move || st.source.get().filter(|s| matches!(**s, ModelSource::Demo(_))).map(|_| view! {
                     <button id="dl-demo-model" on:click=move |_| jobs::download_demo_model(st)>"Download the demo model (zip, for the bitnet CLI)"</button>
