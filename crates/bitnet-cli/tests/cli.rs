@@ -845,3 +845,86 @@ fn train_into_an_earlier_runs_folder_is_refused_unless_overwrite() {
             .unwrap();
     assert_eq!(m["training_steps"], 2);
 }
+
+/// `pack` and `unpack` never write over their own inputs, and replace an existing output only with
+/// `--overwrite`; a refused command leaves every file as it was.
+#[test]
+fn pack_and_unpack_refuse_to_overwrite_inputs_and_existing_outputs() {
+    let dir = tmp("no-overwrite");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("llama").join(f), model.join(f)).unwrap();
+    }
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    // pack --out one of the model's own files: refused, even with --overwrite.
+    for extra in [None, Some("--overwrite")] {
+        let mut args = vec![
+            "pack".to_string(),
+            s(&model),
+            "--out".into(),
+            s(&model.join("model.safetensors")),
+        ];
+        args.extend(extra.map(String::from));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = bitnet(&refs);
+        assert!(
+            !ok && err.contains("inputs") && err.contains("model.safetensors"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(model.join("model.safetensors")).unwrap(),
+            weights
+        );
+    }
+
+    // pack over an existing file: refused unless --overwrite.
+    let packed = dir.join("llama.bitnet.safetensors");
+    std::fs::write(&packed, b"an earlier file").unwrap();
+    let (ok, _, err) = bitnet(&["pack", &s(&model), "--out", &s(&packed)]);
+    assert!(
+        !ok && err.contains("already exists") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&packed).unwrap(), b"an earlier file");
+    let (ok, _, err) = bitnet(&["pack", &s(&model), "--out", &s(&packed), "--overwrite"]);
+    assert!(ok, "{err}");
+
+    // unpack into the model folder: its weights, config and tokenizer would be replaced.
+    let config = std::fs::read(model.join("config.json")).unwrap();
+    let (ok, _, err) = bitnet(&["unpack", &s(&packed), "--out", &s(&model)]);
+    assert!(
+        !ok && err.contains("config.json") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert_eq!(std::fs::read(model.join("config.json")).unwrap(), config);
+    let (ok, _, err) = bitnet(&["unpack", &s(&packed), "--out", &s(&model), "--overwrite"]);
+    assert!(ok, "{err}");
+    assert_ne!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        weights
+    );
+
+    // unpack of a packed file named like an output, into its own folder: refused, even with --overwrite.
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::copy(&packed, own.join("model.safetensors")).unwrap();
+    let (ok, _, err) = bitnet(&[
+        "unpack",
+        &s(&own.join("model.safetensors")),
+        "--out",
+        &s(&own),
+        "--overwrite",
+    ]);
+    assert!(!ok && err.contains("inputs"), "{err}");
+    assert_eq!(
+        std::fs::read(own.join("model.safetensors")).unwrap(),
+        std::fs::read(&packed).unwrap()
+    );
+}

@@ -16,7 +16,7 @@ pub mod selftest;
 pub mod train;
 pub mod unpack;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bitnet_core::model::Model;
 use bitnet_gpu::Gpu;
@@ -48,4 +48,58 @@ pub fn open_model(dir: &Path) -> CliResult<(DirFiles, Model)> {
 /// Reads a whole input file.
 pub fn read(path: &Path) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| CliError::io(path, e))
+}
+
+/// A path as the filesystem resolves it (for a file that does not exist yet: its resolved folder
+/// and its name), so that two spellings of one file compare equal.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (parent.canonicalize(), p.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Refuses to write `outputs` over any of the command's `inputs` (never allowed: it would destroy
+/// what is being read) or over files that exist (unless `overwrite`), naming them.
+pub fn check_outputs(outputs: &[PathBuf], inputs: &[PathBuf], overwrite: bool) -> CliResult {
+    let inputs: Vec<PathBuf> = inputs.iter().map(|p| resolved(p)).collect();
+    if let Some(out) = outputs.iter().find(|o| inputs.contains(&resolved(o))) {
+        return Err(CliError::Usage(format!(
+            "{} is one of this command's inputs: writing it would destroy what is being read; choose another --out",
+            out.display()
+        )));
+    }
+    let existing: Vec<String> = outputs
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !overwrite {
+        return Err(CliError::Usage(format!(
+            "{} already exist{}: pass --overwrite to replace {}, or choose another --out",
+            existing.join(", "),
+            if existing.len() == 1 { "s" } else { "" },
+            if existing.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    Ok(())
+}
+
+/// The files of a folder (not its subfolders).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -31,6 +31,9 @@ pub struct Args {
     /// Quantize on the CPU even when a GPU adapter exists.
     #[arg(long)]
     cpu: bool,
+    /// Replace --out when it exists (never one of the model's own files).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -39,6 +42,11 @@ pub fn run(a: Args, json: bool) -> CliResult {
         packing: a.packing,
         quantize_lm_head: a.quantize_lm_head,
     };
+    super::check_outputs(
+        std::slice::from_ref(&a.out),
+        &super::files_in(&a.model_dir),
+        a.overwrite,
+    )?;
     let (files, model) = super::open_model(&a.model_dir)?;
     let (store, key) = DirStore::of_file(&a.out)?;
     let gpu = if a.cpu {

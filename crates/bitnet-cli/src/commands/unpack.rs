@@ -17,6 +17,9 @@ pub struct Args {
     file: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    /// Replace files of --out that the folder's files would overwrite (never the packed file).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -26,6 +29,8 @@ pub fn run(a: Args, json: bool) -> CliResult {
     let hf = packed
         .unpack_to_hf()
         .map_err(|e| CliError::input(&name, e))?;
+    let outputs: Vec<PathBuf> = hf.keys().map(|k| a.out.join(k)).collect();
+    super::check_outputs(&outputs, std::slice::from_ref(&a.file), a.overwrite)?;
     let store = DirStore::new(&a.out);
     for (fname, data) in &hf {
         pollster::block_on(store.put(fname, data))?;
