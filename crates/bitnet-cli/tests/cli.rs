@@ -928,3 +928,44 @@ fn pack_and_unpack_refuse_to_overwrite_inputs_and_existing_outputs() {
         std::fs::read(&packed).unwrap()
     );
 }
+
+/// A NaN in a model's weights is refused by `pack` and `generate`, naming the file, the tensor and
+/// the element, and `pack` writes nothing.
+#[test]
+fn a_nan_weight_is_refused_by_tensor() {
+    let dir = tmp("nan-weight");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixtures().join("llama").join(f), model.join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(fixtures().join("llama/model.safetensors")).unwrap();
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let at = {
+        let st = SafeTensors::parse("model.safetensors", &bytes).unwrap();
+        st.header.data_start as usize + st.get(name).unwrap().begin as usize
+    };
+    bytes[at + 12..at + 16].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(model.join("model.safetensors"), &bytes).unwrap();
+    let out = dir.join("m.bitnet.safetensors");
+    let m = model.to_str().unwrap();
+    let (ok, _, err) = bitnet(&["pack", m, "--out", out.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains(name) && err.contains("element 3"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (ok, _, err) = bitnet(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert!(
+        !ok && err.contains(name) && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -296,7 +296,25 @@ fn parse_entry(file: &str, name: &str, entry: &Value, data_len: u64) -> Result<T
 }
 
 /// Decodes F32/F16/BF16 little-endian bytes to f32.
+/// A floating-point tensor as f32; a NaN or infinite value is refused, naming the tensor and the
+/// element (weights, scales and checkpoints never hold one: such a file is corrupt, or was written
+/// from a diverged run).
 pub fn decode_f32(file: &str, t: &TensorInfo, b: &[u8]) -> Result<Vec<f32>> {
+    let values = decode_any_f32(file, t, b)?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(CoreError::tensor(
+            file,
+            &t.name,
+            format!(
+                "element {i} is {} (not a finite number): the file is corrupt or was written from a diverged run",
+                values[i]
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+fn decode_any_f32(file: &str, t: &TensorInfo, b: &[u8]) -> Result<Vec<f32>> {
     Ok(match t.dtype {
         Dtype::F32 => b
             .chunks_exact(4)
@@ -440,6 +458,47 @@ mod tests {
         b.extend_from_slice(h.as_bytes());
         b.extend(std::iter::repeat_n(0u8, data));
         b
+    }
+
+    #[test]
+    fn a_non_finite_value_is_refused_by_tensor_and_element() {
+        for (dtype, bytes) in [
+            (
+                Dtype::F32,
+                [1f32, f32::NAN]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ),
+            (
+                Dtype::BF16,
+                [0.5f32, f32::INFINITY]
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+        ] {
+            let file = serialize(
+                vec![OwnedTensor {
+                    name: "model.norm.weight".into(),
+                    dtype,
+                    shape: vec![2],
+                    bytes,
+                }],
+                &BTreeMap::new(),
+            );
+            let st = SafeTensors::parse("w.safetensors", &file).unwrap();
+            let e = st
+                .to_f32(st.get("model.norm.weight").unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("w.safetensors")
+                    && e.contains("model.norm.weight")
+                    && e.contains("element 1"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
