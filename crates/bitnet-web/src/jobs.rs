@@ -257,7 +257,11 @@ async fn generate_inner(st: Studio) -> Result<String, String> {
     let report = match result {
         Ok(r) => Some(r),
         Err(PipelineError::Cancelled) => None,
-        Err(e) => return Err(s(e)),
+        Err(e) => {
+            // What was kept before the failure is the data now (the earlier data was replaced).
+            let _ = refresh_data(st, &store, "self-generated, interrupted by an error").await;
+            return Err(s(e));
+        }
     };
     refresh_data(st, &store, "self-generated")
         .await
