@@ -102,14 +102,13 @@ pub struct Comparison {
 
 /// Perplexity on `eval_data` (JSONL named `eval_name`) of the base model as it is, the base
 /// ternarized without training, and the trained packed model of training run `run_store` (with its
-/// post-attention norm gains when it has them); each is also an event.
+/// post-attention norm gains when it has them); each is also an event. `loaded` is the base model
+/// in full precision when the caller holds it already (else it is read from `base`).
 pub async fn compare<F: ModelFiles, S: Store>(
     ctx: &Ctx<'_>,
-    base: &F,
-    base_name: &str,
+    (base, base_name, loaded): (&F, &str, Option<Loaded>),
     run_store: &S,
-    eval_data: &[u8],
-    eval_name: &str,
+    (eval_data, eval_name): (&[u8], &str),
     settings: &bitnet_gpu::trainer::TrainSettings,
 ) -> Result<Comparison> {
     let quantizer = settings.setup.quantizer;
@@ -126,7 +125,10 @@ pub async fn compare<F: ModelFiles, S: Store>(
         });
         Ok(p)
     };
-    let base_model = load_folder(Some(ctx.gpu), base, base_name, false, quantizer).await?;
+    let base_model = match loaded {
+        Some(m) => m,
+        None => load_folder(Some(ctx.gpu), base, base_name, false, quantizer).await?,
+    };
     let p_base = ppl("base model (full precision)", &base_model).await?;
     drop(base_model);
     let base_ternary = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
@@ -279,10 +281,13 @@ pub async fn run<F: ModelFiles, S: Store>(
         ),
         false,
     );
-    drop(base_model);
     let eval_name = store.display(EVAL_DATA_FILE);
     let ppl = compare(
-        ctx, base, base_name, &run_store, &eval_data, &eval_name, settings,
+        ctx,
+        (base, base_name, Some(base_model)),
+        &run_store,
+        (&eval_data, &eval_name),
+        settings,
     )
     .await?;
 

@@ -550,11 +550,9 @@ async fn evaluate_inner(st: Studio) -> Result<bitnet_pipeline::run::Comparison, 
     let name = source.name();
     compare(
         &ctx,
-        &*source,
-        &name,
+        (&*source, &name, None),
         &run,
-        &eval,
-        &store.display(EVAL_DATA_FILE),
+        (&eval, &store.display(EVAL_DATA_FILE)),
         &manifest.settings,
     )
     .await
