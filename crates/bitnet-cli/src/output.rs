@@ -117,10 +117,19 @@ impl Printer {
                 "linear layers: {:?} kernels, λ-blend {:?} (measured fastest here)",
                 plan.variant, plan.blend
             )),
-            Event::Resumed { step, from } => match from {
-                Some(key) => self.line(&format!("resumed from {key} at step {step}")),
-                None => self.line("no checkpoint yet: starting from step 0"),
-            },
+            Event::Resumed {
+                step,
+                from,
+                skipped,
+            } => {
+                for why in skipped {
+                    self.line(&format!("warning: skipped a corrupt checkpoint: {why}"));
+                }
+                match from {
+                    Some(key) => self.line(&format!("resumed from {key} at step {step}")),
+                    None => self.line("no checkpoint yet: starting from step 0"),
+                }
+            }
             Event::Step {
                 metrics: m,
                 steps,

@@ -10,7 +10,7 @@ use std::process::Command;
 use bitnet_core::safetensors::SafeTensors;
 use serde_json::Value;
 
-use common::{bitnet, fixtures, json, tmp};
+use common::{bitnet, dataset, fixtures, json, tmp, train_args};
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixtures().join("expected.json"))
@@ -436,76 +436,6 @@ fn bench_train_reports_a_full_training_step() {
     assert!(v["gpu_bytes"].as_u64().unwrap() > 4 * 112_064, "{v:#}");
     let (ok, _, err) = bitnet(&["bench", "train", "--shape", "gpt-9"]);
     assert!(!ok && err.contains("unknown shape `gpt-9`"), "{err}");
-}
-
-/// A small JSONL in the seed's schema.
-fn dataset(dir: &Path) -> PathBuf {
-    let path = dir.join("data.jsonl");
-    let rows = [
-        (
-            "Write a haiku about the sea.",
-            "Waves fold into foam, the tide keeps its time.",
-            "writing",
-        ),
-        (
-            "Solve this math problem: what is 12 times 7?",
-            "12 times 7 is 84.",
-            "math",
-        ),
-        (
-            "Write a Python function to reverse a string.",
-            "def reverse(s): return s[::-1]",
-            "coding",
-        ),
-        (
-            "Answer this question with step-by-step reasoning: why is the sky blue?",
-            "Blue light scatters most.",
-            "reasoning",
-        ),
-        (
-            "Write a haiku about the moon.",
-            "Pale light on the sea.",
-            "writing",
-        ),
-        (
-            "Solve this math problem: what is 9 plus 4?",
-            "9 plus 4 is 13.",
-            "math",
-        ),
-    ];
-    let text: String = rows
-        .iter()
-        .map(|(i, o, d)| {
-            serde_json::json!({"instruction": i, "input": "", "output": o, "domain": d}).to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn train_args<'a>(data: &'a str, out: &'a str, model: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--base_model",
-        model,
-        "--dataset",
-        data,
-        "--out_dir",
-        out,
-        "--steps",
-        steps,
-        "--bsz",
-        "2",
-        "--grad_accum",
-        "1",
-        "--lr",
-        "3e-3",
-        "--seq-len",
-        "32",
-        "--rmsnorm_post_attn",
-        "0",
-    ]
 }
 
 /// 60 steps on the llama fixture: the loss falls, metrics.jsonl's λ is the linear schedule at every

@@ -2,6 +2,7 @@
 //! the parameter table, λ schedules, ternary quantizers (the CPU reference), bit packing and the
 //! packed model format. Builds for native and wasm32; reads bytes, never the filesystem.
 
+pub mod checksum;
 pub mod config;
 pub mod cpu;
 pub mod dataset;

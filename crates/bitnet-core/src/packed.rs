@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
 use crate::pack::{Packing, pack, unpack};
@@ -96,12 +95,7 @@ impl PackedWriter {
     }
 }
 
-/// `sha256:` and the lowercase hex SHA-256 of the data section.
-pub fn checksum(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
+pub use crate::checksum::checksum;
 
 /// A packed file, parsed and verified.
 pub struct PackedModel<'a> {

@@ -7,15 +7,21 @@
 //! for every parameter, and in its metadata the step, λ, the data order's position and random state
 //! (with the generator's name, [`Rng::ALGORITHM`]) and the settings (JSON) — see
 //! [`Trainer::checkpoint`]. Everything that defines a run is in [`TrainSettings`], so a resume with
-//! other settings is refused by the name of the setting that differs.
+//! other settings is refused by the name of the setting that differs. The metadata also carries the
+//! SHA-256 of the data section and the metadata (a corrupt checkpoint is refused before any of it is used) and the
+//! run's identity — the checksums of the base weights and of the tokenized dataset — so a resume
+//! onto another base model or another dataset is refused by what differs.
 
 use std::collections::BTreeMap;
 
+use bitnet_core::checksum::{checksum_parts, sequences_checksum, weights_checksum};
 use bitnet_core::config::ModelConfig;
 use bitnet_core::dataset::{LossMask, Sequence, pad_batch};
 use bitnet_core::params::param_table;
 use bitnet_core::rng::Rng;
-use bitnet_core::safetensors::{OwnedTensor, SafeTensors, serialize};
+use bitnet_core::safetensors::{
+    OwnedTensor, SafeTensors, data_order, data_section, serialize_with_data,
+};
 use bitnet_core::schedule::{Schedule, cosine_lr};
 
 use crate::device::Gpu;
@@ -24,7 +30,7 @@ use crate::model::{Batch, GpuModel, ModelSetup};
 use crate::optimizer::{AdamConfig, Optimizer};
 
 /// The checkpoint format this trainer writes and reads.
-pub const CHECKPOINT_FORMAT: &str = "bitnet-studio checkpoint 2";
+pub const CHECKPOINT_FORMAT: &str = "bitnet-studio checkpoint 3";
 
 /// What a run is: the seed's flags and ours — everything that must be the same when it resumes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -134,6 +140,14 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde
     }
 }
 
+/// The checksum of a checkpoint: its data section and every other metadata entry (the step, the
+/// data position, the random state… a flipped bit anywhere is caught).
+fn checkpoint_checksum(data: &[u8], meta: &BTreeMap<String, String>) -> String {
+    let rest: BTreeMap<&String, &String> = meta.iter().filter(|(k, _)| *k != "checksum").collect();
+    let rest = serde_json::to_vec(&rest).unwrap_or_default();
+    checksum_parts(&[data, &rest])
+}
+
 /// A settings value as a flag would spell it: `32`, `absmean`, `threshold (ratio 0.7, scale optimal)`.
 fn show(v: &serde_json::Value) -> String {
     match v {
@@ -191,8 +205,15 @@ pub enum TrainError {
         what: &'static str,
         value: f32,
     },
+    /// A checkpoint that cannot be used as it is (corrupt, truncated, another format): a resume may
+    /// fall back to an earlier one.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A sound checkpoint of another run (another base model or dataset).
+    #[error(
+        "{file} was made from {what}; resume with the base model and dataset the run started with, or start a new run in another folder"
+    )]
+    IdentityDiffers { file: String, what: String },
     #[error(
         "{file} was written with other settings: {differences}; resume with the same flags, or start a new run in another folder"
     )]
@@ -213,6 +234,9 @@ pub struct Trainer {
     rng: Rng,
     /// Optimizer steps done.
     pub step: u64,
+    /// Checksums of the base weights and of the tokenized data: the run's identity.
+    base_checksum: String,
+    data_checksum: String,
 }
 
 impl Trainer {
@@ -233,6 +257,8 @@ impl Trainer {
         let model = GpuModel::new(gpu, cfg, weights, settings.setup)?;
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
         let mut t = Trainer {
+            base_checksum: weights_checksum(weights),
+            data_checksum: sequences_checksum(&data),
             optimizer,
             model,
             order: Vec::new(),
@@ -373,8 +399,8 @@ impl Trainer {
         Ok(zeros as f64 / total.max(1) as f64)
     }
 
-    /// A checkpoint of the run: weights, optimizer moments, step, λ, data position, random state
-    /// and settings.
+    /// A checkpoint of the run: weights, optimizer moments, step, λ, data position, random state,
+    /// settings, the run's identity and the checksum of the data section.
     pub async fn checkpoint(&self, gpu: &Gpu) -> Result<Vec<u8>, TrainError> {
         let mut tensors = Vec::new();
         for name in &self.model.names {
@@ -408,10 +434,17 @@ impl Trainer {
             "settings".to_string(),
             serde_json::to_string(&self.settings).unwrap_or_default(),
         );
-        Ok(serialize(tensors, &meta))
+        meta.insert("base_model".to_string(), self.base_checksum.clone());
+        meta.insert("dataset".to_string(), self.data_checksum.clone());
+        data_order(&mut tensors);
+        let (data, header) = data_section(&tensors);
+        meta.insert("checksum".to_string(), checkpoint_checksum(&data, &meta));
+        Ok(serialize_with_data(header, &meta, &data))
     }
 
-    /// Restores a checkpoint written by [`Trainer::checkpoint`] for the same model and data.
+    /// Restores a checkpoint written by [`Trainer::checkpoint`] for the same model and data. Nothing
+    /// is changed unless the checkpoint is sound and of this run: its format, checksum, settings,
+    /// base model and dataset are checked first, in that order.
     pub fn restore(&mut self, gpu: &Gpu, file: &str, bytes: &[u8]) -> Result<(), TrainError> {
         let bad = |m: String| TrainError::Checkpoint(format!("{file}: {m}"));
         let st = SafeTensors::parse(file, bytes).map_err(|e| bad(e.to_string()))?;
@@ -424,6 +457,13 @@ impl Trainer {
             return Err(bad(format!(
                 "written as `{}`, this version reads `{CHECKPOINT_FORMAT}`",
                 field("format")?
+            )));
+        }
+        let got = checkpoint_checksum(st.data, meta);
+        if field("checksum")? != &got {
+            return Err(bad(format!(
+                "checksum mismatch: metadata says {}, data hashes to {got} (the file is corrupt)",
+                field("checksum")?
             )));
         }
         if field("rng")? != Rng::ALGORITHM {
@@ -439,6 +479,27 @@ impl Trainer {
             return Err(TrainError::SettingsDiffer {
                 file: file.to_string(),
                 differences: saved.differences(&self.settings).join(", "),
+            });
+        }
+        let mut differ = Vec::new();
+        if field("base_model")? != &self.base_checksum {
+            differ.push(format!(
+                "other base weights ({}; this run's: {})",
+                field("base_model")?,
+                self.base_checksum
+            ));
+        }
+        if field("dataset")? != &self.data_checksum {
+            differ.push(format!(
+                "another dataset ({}; this run's tokenized data: {})",
+                field("dataset")?,
+                self.data_checksum
+            ));
+        }
+        if !differ.is_empty() {
+            return Err(TrainError::IdentityDiffers {
+                file: file.to_string(),
+                what: differ.join(" and "),
             });
         }
         let number = |k: &str| -> Result<u64, TrainError> {

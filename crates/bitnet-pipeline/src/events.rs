@@ -64,10 +64,12 @@ pub enum Event {
     },
     /// The linear-layer kernels measured fastest on this adapter.
     Kernels(GemmPlan),
-    /// A run continues from a checkpoint (or finds none and starts at step 0).
+    /// A run continues from a checkpoint (or finds none and starts at step 0). `skipped`: newer
+    /// checkpoints that were corrupt, each `file: reason`.
     Resumed {
         step: u64,
         from: Option<String>,
+        skipped: Vec<String>,
     },
     /// One optimizer step (every step; `Metrics::sparsity` only on logged steps).
     Step {

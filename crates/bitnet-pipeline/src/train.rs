@@ -17,7 +17,8 @@ use bitnet_core::summary::{MemoryPlan, human_bytes};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, Schedule};
 use bitnet_gpu::packer::{PackOptions, pack_model};
-use bitnet_gpu::trainer::{StepReport, TrainSettings, Trainer};
+use bitnet_gpu::Gpu;
+use bitnet_gpu::trainer::{StepReport, TrainError, TrainSettings, Trainer};
 
 use crate::error::{PipelineError, Result};
 use crate::events::Event;
@@ -284,10 +285,9 @@ pub async fn train<F: ModelFiles, S: Store>(
     let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, 0, s.clone())?;
     let (mut first_loss, mut last_loss) = (None, None);
     if job.resume {
-        match checkpoints(store).await?.pop() {
+        let (restored, skipped) = restore_newest(gpu, &mut trainer, store).await?;
+        match restored {
             Some((step, key)) => {
-                let bytes = store.get(&key).await?.unwrap_or_default();
-                trainer.restore(gpu, &store.display(&key), &bytes)?;
                 if step >= s.steps && store.exists(MANIFEST_FILE).await? {
                     return Err(PipelineError::Invalid(format!(
                         "{} holds a finished run ({} of {} steps; see {}): nothing to resume; train further in a new run, or pass --overwrite to start this one again",
@@ -309,6 +309,7 @@ pub async fn train<F: ModelFiles, S: Store>(
                 ctx.emit(Event::Resumed {
                     step,
                     from: Some(store.display(&key)),
+                    skipped,
                 });
             }
             None => {
@@ -316,6 +317,7 @@ pub async fn train<F: ModelFiles, S: Store>(
                 ctx.emit(Event::Resumed {
                     step: 0,
                     from: None,
+                    skipped,
                 });
             }
         }
@@ -418,6 +420,34 @@ pub async fn train<F: ModelFiles, S: Store>(
     store.put(MANIFEST_FILE, text.as_bytes()).await?;
     ctx.emit(Event::Trained(Box::new(manifest.clone())));
     Ok(manifest)
+}
+
+/// Restores the newest checkpoint in `store` that is sound: a corrupt one (checksum, truncation,
+/// format) is skipped for the one before it, and reported in the second list as `key: reason`. A
+/// sound checkpoint of other settings, another base model or another dataset is an error. None: no
+/// checkpoint (or none sound, which is an error when there were some).
+async fn restore_newest<S: Store>(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    store: &S,
+) -> Result<(Option<(u64, String)>, Vec<String>)> {
+    let mut skipped = Vec::new();
+    for (step, key) in checkpoints(store).await?.into_iter().rev() {
+        let bytes = store.get(&key).await?.unwrap_or_default();
+        match trainer.restore(gpu, &store.display(&key), &bytes) {
+            Ok(()) => return Ok((Some((step, key)), skipped)),
+            Err(TrainError::Checkpoint(why)) => skipped.push(why),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if skipped.is_empty() {
+        return Ok((None, skipped));
+    }
+    Err(PipelineError::Invalid(format!(
+        "no checkpoint in {} can be resumed from: {}; pass --overwrite to start the run again",
+        store.display(""),
+        skipped.join("; ")
+    )))
 }
 
 /// The keys of an earlier training run in `store`.

@@ -287,11 +287,14 @@ fn on_train_event(view: RwSignal<TrainView>, e: Event) {
             plan, max_binding, ..
         } => view.update(|v| v.plan = Some((*plan, max_binding))),
         Event::Kernels(k) => view.update(|v| v.kernels = Some(format!("{k:?}"))),
-        Event::Resumed { step, .. } => view.update(|v| {
+        Event::Resumed { step, skipped, .. } => view.update(|v| {
             v.status = if step > 0 {
                 format!("resumed from the checkpoint of step {step}")
             } else {
                 "no checkpoint: starting at step 0".into()
+            };
+            for why in skipped {
+                v.status.push_str(&format!(" (skipped a corrupt checkpoint: {why})"));
             }
         }),
         Event::Step {
