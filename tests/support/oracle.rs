@@ -50,11 +50,27 @@ pub fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
 
 /// A fixture model and every parameter as f32, by name.
 pub fn load(name: &str) -> (Model, BTreeMap<String, Vec<f32>>) {
+    load_with_config(name, None)
+}
+
+/// The RoPE scaling types of the oracle (tests/fixtures/oracle/rope, tools/make_rope_oracle.py).
+pub const ROPE_TYPES: [&str; 4] = ["linear", "dynamic", "llama3", "yarn"];
+
+/// The llama fixture with the config.json of oracle/rope/{rope_type}.json.
+pub fn load_rope(rope_type: &str) -> (Model, BTreeMap<String, Vec<f32>>) {
+    let config = std::fs::read(fixtures().join(format!("oracle/rope/{rope_type}.json"))).unwrap();
+    load_with_config("llama", Some(config))
+}
+
+fn load_with_config(name: &str, config: Option<Vec<u8>>) -> (Model, BTreeMap<String, Vec<f32>>) {
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(fixtures().join(name)).unwrap() {
         let p = e.unwrap().path();
         let file = p.file_name().unwrap().to_str().unwrap().to_string();
         files.insert(file, std::fs::read(&p).unwrap());
+    }
+    if let Some(c) = config {
+        files.insert("config.json".into(), c);
     }
     let files = MemoryFiles(files);
     let model = block_on(Model::open(&files)).unwrap();
@@ -100,16 +116,7 @@ pub fn check(
         ((loss - want_loss) / want_loss).abs() <= 1e-4,
         "{tag}: loss {loss} vs PyTorch {want_loss}"
     );
-    let want_logits = get("logits");
-    let max_logit = want_logits.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let max_err = logits
-        .iter()
-        .zip(&want_logits)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        max_err <= 1e-3 * max_logit,
-        "{tag}: logits differ by {max_err} (max |logit| {max_logit})"
-    );
+    check_logits(&tag, logits, &get("logits"));
     let names: Vec<&str> = oracle
         .header
         .tensors
@@ -127,6 +134,49 @@ pub fn check(
         assert!(
             err <= 1e-3,
             "{tag}: gradient of {name} off by {err:.2e} (relative L2)"
+        );
+    }
+}
+
+/// Logits within 1e-3 of the largest |logit|.
+fn check_logits(tag: &str, logits: &[f32], want: &[f32]) {
+    let err = logits_error(logits, want);
+    assert!(
+        err <= 1e-3,
+        "{tag}: logits differ by {err} of the largest |logit|"
+    );
+}
+
+/// The largest difference over the largest |logit| of `want`.
+fn logits_error(logits: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(logits.len(), want.len());
+    let max_logit = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let max_err = logits
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    max_err / max_logit
+}
+
+/// Checks the logits of the llama fixture under `rope_type` against transformers'
+/// (oracle/rope/{rope_type}.safetensors), and that the default RoPE's logits (`default`) would
+/// fail the same check — except for `dynamic`, which within the context is the default RoPE.
+pub fn check_rope(rope_type: &str, logits: &[f32], default: &[f32]) {
+    let path = fixtures().join(format!("oracle/rope/{rope_type}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap();
+    let oracle = SafeTensors::parse(path.to_str().unwrap(), &bytes).unwrap();
+    let want = oracle.to_f32(oracle.get("logits").unwrap()).unwrap();
+    check_logits(&format!("rope {rope_type}"), logits, &want);
+    let off = logits_error(default, &want);
+    if rope_type == "dynamic" {
+        assert!(
+            off <= 1e-3,
+            "dynamic RoPE within the context is the default: {off}"
+        );
+    } else {
+        assert!(
+            off > 4e-3,
+            "rope {rope_type}: the default RoPE is as close ({off}); the fixture cannot tell them apart"
         );
     }
 }

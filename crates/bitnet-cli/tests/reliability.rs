@@ -57,7 +57,9 @@ fn resume_verifies_the_checkpoint_the_base_model_and_the_dataset() {
 
     // Another dataset of the same size: refused, naming the dataset.
     let other_data = dir.join("other.jsonl");
-    let text = std::fs::read_to_string(&data).unwrap().replace("sea", "sky");
+    let text = std::fs::read_to_string(&data)
+        .unwrap()
+        .replace("sea", "sky");
     std::fs::write(&other_data, text).unwrap();
     let mut again = with(&args, "--dataset", other_data.to_str().unwrap());
     again.push("--resume");
@@ -77,7 +79,11 @@ fn resume_verifies_the_checkpoint_the_base_model_and_the_dataset() {
     let (ok, _, err) = bitnet(&again);
     assert!(!ok, "a resume on another base model must be refused");
     assert!(err.contains("other base weights"), "{err}");
-    assert_eq!(std::fs::read(&ckpt2).unwrap(), before, "a refused resume changed the checkpoint");
+    assert_eq!(
+        std::fs::read(&ckpt2).unwrap(),
+        before,
+        "a refused resume changed the checkpoint"
+    );
 
     // Train on to step 4, then corrupt its checkpoint and drop the manifest (a run killed while
     // writing its outputs): the resume falls back to step 2, says why, and ends the run again.

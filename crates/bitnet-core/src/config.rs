@@ -1,6 +1,12 @@
 //! `config.json` of a Hugging Face causal LM: the Llama family (llama, qwen2, mistral), in both the
-//! transformers 4.x spelling (`rope_theta`, `torch_dtype`) and the 5.x spelling (`rope_parameters`,
-//! `dtype`). Anything else is refused with the list of what we support.
+//! transformers 4.x spelling (`rope_theta`, `rope_scaling`, `torch_dtype`) and the 5.x spelling
+//! (`rope_parameters`, `dtype`). Anything else is refused with the list of what we support.
+//!
+//! Every field that changes the model's math is honoured as transformers does or refused by name:
+//! RoPE scaling (`default`, `linear`, `dynamic`, `llama3`, `yarn`; [`ModelConfig::rope`]),
+//! `hidden_act` (`silu` only), `partial_rotary_factor` (1 only), `attention_dropout` (0 only), a
+//! sliding attention window (honoured by limiting sequences to the window, within which it changes
+//! nothing; [`ModelConfig::context`]), `rms_norm_eps` (finite, ≥ 0).
 
 use serde_json::{Map, Value};
 
@@ -27,7 +33,12 @@ pub struct ModelConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
+    /// How RoPE's frequencies are scaled (`rope_scaling` / `rope_parameters.rope_type`).
+    pub rope_scaling: RopeScaling,
     pub max_position_embeddings: usize,
+    /// The attention window of sliding-window layers (Mistral's `sliding_window`; Qwen2's when
+    /// `use_sliding_window` gives it layers), if any layer has one.
+    pub sliding_window: Option<usize>,
     pub tie_word_embeddings: bool,
     /// Biases on q, k and v (always on for qwen2, `attention_bias` for llama).
     pub qkv_bias: bool,
@@ -50,7 +61,11 @@ impl ModelConfig {
     }
 
     fn from_map(file: &str, obj: &Map<String, Value>) -> Result<Self> {
-        let f = Fields { file, obj };
+        let f = Fields {
+            file,
+            obj,
+            prefix: String::new(),
+        };
         let model_type = f.string("model_type")?.ok_or_else(|| {
             CoreError::config(
                 file,
@@ -107,17 +122,18 @@ impl ModelConfig {
                 ),
             ));
         }
-        // transformers 5.x moved rope_theta into rope_parameters (also spelled rope_scaling).
-        let rope_theta = match f.f64("rope_theta")? {
-            Some(t) => t,
-            None => {
-                let nested = ["rope_parameters", "rope_scaling"]
-                    .iter()
-                    .filter_map(|k| obj.get(*k).and_then(|v| v.as_object()))
-                    .find_map(|m| m.get("rope_theta").and_then(|v| v.as_f64()));
-                nested.unwrap_or(10000.0)
-            }
-        };
+        let max_position_embeddings = f.usize("max_position_embeddings")?.unwrap_or(2048);
+        let (rope_theta, rope_scaling) = rope_fields(&f, max_position_embeddings)?;
+        let num_hidden_layers = f.req_usize("num_hidden_layers")?;
+        let sliding_window = sliding_window(&f, &model_type, num_hidden_layers)?;
+        refuse_unsupported(&f)?;
+        let rms_norm_eps = f.f64("rms_norm_eps")?.unwrap_or(1e-6);
+        if !(rms_norm_eps >= 0.0 && rms_norm_eps.is_finite()) {
+            return Err(CoreError::config(
+                file,
+                format!("`rms_norm_eps` is {rms_norm_eps}; it must be a finite number ≥ 0"),
+            ));
+        }
         let attention_bias = f.bool("attention_bias")?.unwrap_or(false);
         let qkv_bias = model_type == "qwen2" || attention_bias;
         let o_bias = model_type == "llama" && attention_bias;
@@ -132,13 +148,15 @@ impl ModelConfig {
             vocab_size: f.req_usize("vocab_size")?,
             hidden_size,
             intermediate_size: f.req_usize("intermediate_size")?,
-            num_hidden_layers: f.req_usize("num_hidden_layers")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
-            rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rms_norm_eps,
             rope_theta,
-            max_position_embeddings: f.usize("max_position_embeddings")?.unwrap_or(2048),
+            rope_scaling,
+            max_position_embeddings,
+            sliding_window,
             tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias,
             o_bias,
@@ -200,6 +218,330 @@ impl ModelConfig {
     }
 }
 
+/// How RoPE's inverse frequencies are made from `rope_theta` (transformers' `modeling_rope_utils`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "rope_type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    Default,
+    /// Positions divided by `factor`.
+    Linear {
+        factor: f64,
+    },
+    /// NTK scaling that only starts past `max_position_embeddings` — which this tool refuses — so
+    /// within the context it is the default RoPE, exactly as in transformers.
+    Dynamic {
+        factor: f64,
+    },
+    /// Llama 3.1/3.2: low frequencies divided by `factor`, high ones kept, the band between blended.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+    /// YaRN: interpolated and extrapolated frequencies blended over a ramp, cos and sin scaled by
+    /// `attention_factor`.
+    Yarn {
+        factor: f64,
+        attention_factor: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        original_max_position_embeddings: f64,
+        truncate: bool,
+    },
+}
+
+/// RoPE as the model applies it: angle = position · `inv_freq[i]`, cos and sin times `scale`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    pub inv_freq: Vec<f64>,
+    pub scale: f64,
+}
+
+impl ModelConfig {
+    /// The RoPE frequencies (head_dim / 2 of them) and the cos/sin scale, in f64.
+    pub fn rope(&self) -> Rope {
+        let d = self.head_dim as f64;
+        let base = self.rope_theta;
+        let default: Vec<f64> = (0..self.head_dim / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f64 / d))
+            .collect();
+        match self.rope_scaling {
+            RopeScaling::Default | RopeScaling::Dynamic { .. } => Rope {
+                inv_freq: default,
+                scale: 1.0,
+            },
+            RopeScaling::Linear { factor } => Rope {
+                inv_freq: default.iter().map(|f| f / factor).collect(),
+                scale: 1.0,
+            },
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: old,
+            } => {
+                let (low_wavelen, high_wavelen) = (old / low, old / high);
+                let inv_freq = default
+                    .iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen > low_wavelen {
+                            f / factor
+                        } else if wavelen < high_wavelen {
+                            f
+                        } else {
+                            let smooth = (old / wavelen - low) / (high - low);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect();
+                Rope {
+                    inv_freq,
+                    scale: 1.0,
+                }
+            }
+            RopeScaling::Yarn {
+                factor,
+                attention_factor,
+                beta_fast,
+                beta_slow,
+                original_max_position_embeddings: old,
+                truncate,
+            } => {
+                let correction = |rotations: f64| {
+                    d * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln())
+                };
+                let (mut low, mut high) = (correction(beta_fast), correction(beta_slow));
+                if truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                let inv_freq = default
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &extrapolated)| {
+                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        let keep = 1.0 - ramp;
+                        extrapolated / factor * (1.0 - keep) + extrapolated * keep
+                    })
+                    .collect();
+                Rope {
+                    inv_freq,
+                    scale: attention_factor,
+                }
+            }
+        }
+    }
+
+    /// The longest sequence the model's math is exact for, and the field that sets it:
+    /// `max_position_embeddings`, or `sliding_window` when that is shorter (within the window a
+    /// sliding-window layer attends to every earlier token, as a full one does).
+    pub fn context(&self) -> (usize, &'static str) {
+        match self.sliding_window {
+            Some(w) if w < self.max_position_embeddings => (w, "sliding_window"),
+            _ => (self.max_position_embeddings, "max_position_embeddings"),
+        }
+    }
+}
+
+/// The RoPE types implemented, as `rope_type` spells them.
+pub const ROPE_TYPES: [&str; 5] = ["default", "linear", "dynamic", "llama3", "yarn"];
+
+/// `rope_theta` and the RoPE scaling, from the 4.x fields (`rope_theta`, `rope_scaling`) or the 5.x
+/// `rope_parameters`.
+fn rope_fields(f: &Fields, max_positions: usize) -> Result<(f64, RopeScaling)> {
+    let (key, params) = match (f.get("rope_parameters"), f.get("rope_scaling")) {
+        (Some(v), _) => ("rope_parameters", v),
+        (None, Some(v)) => ("rope_scaling", v),
+        (None, None) => ("rope_parameters", &Value::Null),
+    };
+    let empty = Map::new();
+    let params = match params {
+        Value::Null => &empty,
+        Value::Object(m) => m,
+        other => return Err(f.wrong(key, "an object", other)),
+    };
+    if let Some((layer, _)) = params.iter().find(|(_, v)| v.is_object()) {
+        return Err(CoreError::config(
+            f.file,
+            format!(
+                "`{key}` gives RoPE per layer type (`{layer}`), which this tool does not implement"
+            ),
+        ));
+    }
+    let p = Fields {
+        file: f.file,
+        obj: params,
+        prefix: format!("{key}."),
+    };
+    // As transformers' standardize_rope_params: the nested value first.
+    let theta = match p.f64("rope_theta")? {
+        Some(t) => t,
+        None => f.f64("rope_theta")?.unwrap_or(10000.0),
+    };
+    if !(theta > 1.0 && theta.is_finite()) {
+        return Err(CoreError::config(
+            f.file,
+            format!("`rope_theta` is {theta}; it must be a finite number greater than 1"),
+        ));
+    }
+    for (fields, field) in [(f, "partial_rotary_factor"), (&p, "partial_rotary_factor")] {
+        if let Some(v) = fields.f64(field)?.filter(|&v| v != 1.0) {
+            return Err(CoreError::config(
+                f.file,
+                format!(
+                    "`{}{field}` is {v}; this tool implements RoPE over the whole head (1.0) only",
+                    fields.prefix
+                ),
+            ));
+        }
+    }
+    let rope_type = match p.string("rope_type")? {
+        Some(t) => t,
+        None => p.string("type")?.unwrap_or_else(|| "default".into()),
+    };
+    let original = || -> Result<f64> {
+        Ok(match p.f64("original_max_position_embeddings")? {
+            Some(v) => v,
+            None => f
+                .usize("original_max_position_embeddings")?
+                .unwrap_or(max_positions) as f64,
+        })
+    };
+    let scaling = match rope_type.as_str() {
+        "default" => RopeScaling::Default,
+        "linear" => RopeScaling::Linear {
+            factor: p.positive("factor")?,
+        },
+        "dynamic" => RopeScaling::Dynamic {
+            factor: p.positive("factor")?,
+        },
+        "llama3" => {
+            let (low, high) = (
+                p.positive("low_freq_factor")?,
+                p.positive("high_freq_factor")?,
+            );
+            if high <= low {
+                return Err(CoreError::config(
+                    f.file,
+                    format!(
+                        "`{key}.high_freq_factor` ({high}) must be greater than `low_freq_factor` ({low})"
+                    ),
+                ));
+            }
+            RopeScaling::Llama3 {
+                factor: p.positive("factor")?,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: original()?,
+            }
+        }
+        "yarn" => {
+            let old = original()?;
+            let factor = match p.f64("factor")? {
+                Some(_) => p.positive("factor")?,
+                None => max_positions as f64 / old,
+            };
+            let mscale = |scale: f64, m: f64| {
+                if scale <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * m * scale.ln() + 1.0
+                }
+            };
+            let attention_factor = match p.f64("attention_factor")? {
+                Some(a) => a,
+                None => match (p.f64("mscale")?, p.f64("mscale_all_dim")?) {
+                    (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                        mscale(factor, m) / mscale(factor, all)
+                    }
+                    _ => mscale(factor, 1.0),
+                },
+            };
+            // transformers reads `beta_fast or 32`: a 0 is the default too.
+            let or = |v: Option<f64>, d: f64| v.filter(|&v| v != 0.0).unwrap_or(d);
+            RopeScaling::Yarn {
+                factor,
+                attention_factor,
+                beta_fast: or(p.f64("beta_fast")?, 32.0),
+                beta_slow: or(p.f64("beta_slow")?, 1.0),
+                original_max_position_embeddings: old,
+                truncate: p.bool("truncate")?.unwrap_or(true),
+            }
+        }
+        other => {
+            return Err(CoreError::config(
+                f.file,
+                format!(
+                    "`{key}.rope_type` is `{other}`, which this tool does not implement; supported: {}",
+                    ROPE_TYPES.join(", ")
+                ),
+            ));
+        }
+    };
+    if let RopeScaling::Yarn {
+        attention_factor, ..
+    } = scaling
+        && !(attention_factor > 0.0 && attention_factor.is_finite())
+    {
+        return Err(CoreError::config(
+            f.file,
+            format!("`{key}.attention_factor` is {attention_factor}; it must be a positive number"),
+        ));
+    }
+    Ok((theta, scaling))
+}
+
+/// The attention window of the layers that have one (transformers' Mistral: `sliding_window`
+/// unless null; Qwen2: only with `use_sliding_window`, on the layers `layer_types` or
+/// `max_window_layers` name). Llama has none.
+fn sliding_window(f: &Fields, model_type: &str, layers: usize) -> Result<Option<usize>> {
+    let window = f.usize("sliding_window")?;
+    let used = match model_type {
+        "mistral" => true,
+        "qwen2" if f.bool("use_sliding_window")?.unwrap_or(false) => {
+            match f.get("layer_types").and_then(|v| v.as_array()) {
+                Some(types) => types.iter().any(|t| t == "sliding_attention"),
+                None => f.usize("max_window_layers")?.unwrap_or(28) < layers,
+            }
+        }
+        _ => false,
+    };
+    match window {
+        Some(0) if used => Err(CoreError::config(
+            f.file,
+            "`sliding_window` is 0; it must be a positive number of tokens (or null)",
+        )),
+        w => Ok(w.filter(|_| used)),
+    }
+}
+
+/// Fields that would change the model's math in a way this tool does not implement.
+fn refuse_unsupported(f: &Fields) -> Result<()> {
+    if let Some(act) = f.string("hidden_act")?
+        && act != "silu"
+        && act != "swish"
+    {
+        return Err(CoreError::config(
+            f.file,
+            format!(
+                "`hidden_act` is `{act}`; this tool implements `silu` (SwiGLU, the activation of Llama, Qwen2 and Mistral models) only"
+            ),
+        ));
+    }
+    if let Some(p) = f.f64("attention_dropout")?.filter(|&p| p != 0.0) {
+        return Err(CoreError::config(
+            f.file,
+            format!("`attention_dropout` is {p}; this tool trains without dropout (0.0) only"),
+        ));
+    }
+    Ok(())
+}
+
 fn default_architecture(model_type: &str) -> &'static str {
     match model_type {
         "qwen2" => "Qwen2ForCausalLM",
@@ -212,6 +554,8 @@ fn default_architecture(model_type: &str) -> &'static str {
 struct Fields<'a> {
     file: &'a str,
     obj: &'a Map<String, Value>,
+    /// How the fields are named in messages: `` or `rope_parameters.`.
+    prefix: String,
 }
 
 impl Fields<'_> {
@@ -219,7 +563,21 @@ impl Fields<'_> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
     fn wrong(&self, key: &str, want: &str, got: &Value) -> CoreError {
-        CoreError::config(self.file, format!("`{key}` must be {want}, found {got}"))
+        CoreError::config(
+            self.file,
+            format!("`{}{key}` must be {want}, found {got}", self.prefix),
+        )
+    }
+    /// A required positive, finite number.
+    fn positive(&self, key: &str) -> Result<f64> {
+        match self.f64(key)? {
+            Some(v) if v > 0.0 && v.is_finite() => Ok(v),
+            Some(v) => Err(self.wrong(key, "a positive number", &serde_json::json!(v))),
+            None => Err(CoreError::config(
+                self.file,
+                format!("missing required field `{}{key}`", self.prefix),
+            )),
+        }
     }
     fn usize(&self, key: &str) -> Result<Option<usize>> {
         match self.get(key) {
@@ -337,5 +695,109 @@ mod tests {
             e.contains("`hidden_size` must be a non-negative integer"),
             "{e}"
         );
+    }
+
+    fn err(json: &str) -> String {
+        ModelConfig::from_json_bytes("m/config.json", json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn rope_scaling_is_read_in_both_spellings() {
+        let v4 = LLAMA4.replace(
+            "\"rope_theta\":500000.0",
+            r#""rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,
+                "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
+        let c = ModelConfig::from_json_bytes("config.json", v4.as_bytes()).unwrap();
+        assert_eq!(
+            c.rope_scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0
+            }
+        );
+        let v5 = LLAMA4.replace(
+            "\"rope_theta\":500000.0",
+            r#""rope_parameters":{"type":"linear","factor":2.0,"rope_theta":500000.0}"#,
+        );
+        let c = ModelConfig::from_json_bytes("config.json", v5.as_bytes()).unwrap();
+        assert_eq!(c.rope_theta, 500000.0);
+        assert_eq!(c.rope_scaling, RopeScaling::Linear { factor: 2.0 });
+        let rope = c.rope();
+        assert_eq!(rope.inv_freq.len(), 8);
+        assert_eq!(rope.inv_freq[0], 0.5);
+    }
+
+    #[test]
+    fn fields_that_change_the_math_are_refused_by_name_and_value() {
+        let with = |field: &str| {
+            LLAMA4.replace("\"vocab_size\":300", &format!("\"vocab_size\":300,{field}"))
+        };
+        for (field, says) in [
+            (
+                r#""rope_scaling":{"rope_type":"longrope","factor":2.0}"#,
+                "`rope_scaling.rope_type` is `longrope`, which this tool does not implement; supported: default, linear, dynamic, llama3, yarn",
+            ),
+            (r#""hidden_act":"gelu""#, "`hidden_act` is `gelu`"),
+            (r#""rms_norm_eps":-1e-6"#, "`rms_norm_eps` is -0.000001"),
+            (
+                r#""rope_parameters":{"rope_type":"default","rope_theta":"1e6"}"#,
+                "`rope_parameters.rope_theta` must be a number, found \"1e6\"",
+            ),
+            (
+                r#""partial_rotary_factor":0.5"#,
+                "`partial_rotary_factor` is 0.5",
+            ),
+            (r#""attention_dropout":0.1"#, "`attention_dropout` is 0.1"),
+            (
+                r#""rope_scaling":{"rope_type":"linear"}"#,
+                "missing required field `rope_scaling.factor`",
+            ),
+            (
+                r#""rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":4,"high_freq_factor":1}"#,
+                "`rope_scaling.high_freq_factor` (1) must be greater than `low_freq_factor` (4)",
+            ),
+            (
+                r#""rope_scaling":"yarn""#,
+                "`rope_scaling` must be an object",
+            ),
+        ] {
+            let json = with(field).replace("\"rms_norm_eps\":1e-5,", "");
+            let e = err(&json);
+            assert!(
+                e.starts_with("m/config.json") && e.contains(says),
+                "{field}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sliding_window_limits_the_context() {
+        let mistral = LLAMA4.replace("\"llama\"", "\"mistral\"").replace(
+            "\"max_position_embeddings\":256",
+            "\"max_position_embeddings\":256,\"sliding_window\":64",
+        );
+        let c = ModelConfig::from_json_bytes("config.json", mistral.as_bytes()).unwrap();
+        assert_eq!(c.context(), (64, "sliding_window"));
+        let none = mistral.replace("\"sliding_window\":64", "\"sliding_window\":null");
+        let c = ModelConfig::from_json_bytes("config.json", none.as_bytes()).unwrap();
+        assert_eq!(c.context(), (256, "max_position_embeddings"));
+        // Qwen2 uses its window only with use_sliding_window, on layers from max_window_layers.
+        let qwen = mistral.replace("\"mistral\"", "\"qwen2\"");
+        let c = ModelConfig::from_json_bytes("config.json", qwen.as_bytes()).unwrap();
+        assert_eq!(c.sliding_window, None);
+        let on = qwen.replace(
+            "\"sliding_window\":64",
+            "\"sliding_window\":64,\"use_sliding_window\":true,\"max_window_layers\":1",
+        );
+        let c = ModelConfig::from_json_bytes("config.json", on.as_bytes()).unwrap();
+        assert_eq!(c.context(), (64, "sliding_window"));
+        let all_full = on.replace("\"max_window_layers\":1", "\"max_window_layers\":2");
+        let c = ModelConfig::from_json_bytes("config.json", all_full.as_bytes()).unwrap();
+        assert_eq!(c.sliding_window, None);
     }
 }

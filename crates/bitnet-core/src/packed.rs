@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-
 use crate::error::{CoreError, Result};
 use crate::pack::{Packing, pack, unpack};
 use crate::quant::{Quantizer, ScaleMode, Ternary};

@@ -41,3 +41,23 @@ fn cpu_model_matches_pytorch_float64() {
         }
     }
 }
+
+/// RoPE scaling (`linear`, `dynamic`, `llama3`, `yarn`) on the llama fixture: logits as
+/// transformers computes them (tests/fixtures/oracle/rope).
+#[test]
+fn cpu_model_rope_scaling_matches_transformers() {
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    let opts = ModelOptions {
+        blend: None,
+        post_attn_norm: false,
+        quantize_lm_head: false,
+    };
+    let (model, params) = oracle::load("llama");
+    let default = loss_and_grads(&model.config, &params, &tokens, &targets, &opts).logits;
+    for rope_type in oracle::ROPE_TYPES {
+        let (model, params) = oracle::load_rope(rope_type);
+        let out = loss_and_grads(&model.config, &params, &tokens, &targets, &opts);
+        oracle::check_rope(rope_type, &out.logits, &default);
+    }
+}

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name};
-use bitnet_core::cpu::rope::rope_tables;
+use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::param_table;
 use bitnet_core::sample::{SampleRng, Sampling, sample};
 
@@ -161,7 +161,7 @@ impl Generator {
         let kvd = cfg.num_key_value_heads * cfg.head_dim;
         let f = |name: &str, len: usize| gpu.storage(name, 4 * len as u64);
         let cache = (b * cap) as usize * kvd;
-        let (cos, sin) = rope_tables(cap as usize, cfg.head_dim, cfg.rope_theta);
+        let (cos, sin) = rope_tables_of(cap as usize, &cfg.rope());
         let layers = cfg.num_hidden_layers;
         Ok(Work {
             b,

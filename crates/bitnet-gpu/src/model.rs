@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name};
-use bitnet_core::cpu::rope::rope_tables;
+use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::{Role, param_table};
 use bitnet_core::quant::Quantizer;
 
@@ -738,7 +738,7 @@ impl Batch {
         let f = |name: &str, len: usize| gpu.storage(name, 4 * len as u64);
         let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
         let n_valid = targets.iter().filter(|&&x| x >= 0).count() as u32;
-        let (cos, sin) = rope_tables(t, cfg.head_dim, cfg.rope_theta);
+        let (cos, sin) = rope_tables_of(t, &cfg.rope());
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for _ in 0..cfg.num_hidden_layers {
             layers.push(LayerActs {

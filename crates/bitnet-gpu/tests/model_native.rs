@@ -152,3 +152,39 @@ fn an_inference_model_has_no_gradients_and_the_same_loss() {
     let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
     assert!(infer.forward_backward(&gpu, &batch, None).is_err());
 }
+
+/// The GPU model's logits (full precision, no blend).
+fn gpu_logits(
+    gpu: &Gpu,
+    cfg: &bitnet_core::config::ModelConfig,
+    params: &std::collections::BTreeMap<String, Vec<f32>>,
+    tokens: &[Vec<u32>],
+) -> Vec<f32> {
+    let targets = next_token_targets(tokens, None);
+    let setup = ModelSetup {
+        quantizer: Quantizer::Absmean,
+        post_attn_norm: false,
+        quantize_lm_head: false,
+    };
+    let m = GpuModel::new(gpu, cfg, params, setup).unwrap();
+    let batch = Batch::new(gpu, cfg, tokens, &targets).unwrap();
+    gpu.submit(&m.forward_backward(gpu, &batch, None).unwrap());
+    let n = tokens.len() * tokens[0].len() * cfg.vocab_size;
+    pollster::block_on(gpu.read_f32("logits", batch.logits(), n)).unwrap()
+}
+
+/// RoPE scaling (`linear`, `dynamic`, `llama3`, `yarn`) on the GPU: logits as transformers
+/// computes them (tests/fixtures/oracle/rope).
+#[test]
+fn gpu_model_rope_scaling_matches_transformers() {
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let tokens = oracle::tokens();
+    let (model, params) = oracle::load("llama");
+    let default = gpu_logits(&gpu, &model.config, &params, &tokens);
+    for rope_type in oracle::ROPE_TYPES {
+        let (model, params) = oracle::load_rope(rope_type);
+        let logits = gpu_logits(&gpu, &model.config, &params, &tokens);
+        oracle::check_rope(rope_type, &logits, &default);
+    }
+}

@@ -45,6 +45,13 @@ pub async fn grads<F: ModelFiles>(
         .all_f32(files)
         .await
         .map_err(|e| PipelineError::input(model_name, e))?;
+    let longest = tokens.iter().map(Vec::len).max().unwrap_or(0);
+    let (context, field) = cfg.context();
+    if longest > context {
+        return Err(PipelineError::Invalid(format!(
+            "{tokens_name}: a sequence of {longest} tokens is longer than the context of {model_name}: {context} tokens ({field} in config.json)"
+        )));
+    }
     let targets = next_token_targets(tokens, None);
     let batch = Batch::new(gpu, cfg, tokens, &targets)
         .map_err(|e| PipelineError::Invalid(format!("{tokens_name}: {e}")))?;

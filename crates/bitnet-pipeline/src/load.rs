@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use bitnet_core::config::ModelConfig;
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::Quantizer;
@@ -67,12 +68,13 @@ impl Loaded {
         Ok(ids)
     }
 
-    /// Refuses a continuation that would run past the model's context (`max_position_embeddings`).
+    /// Refuses a continuation that would run past the model's context (`max_position_embeddings`,
+    /// or a shorter `sliding_window`).
     pub fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
-        let context = self.model.config.max_position_embeddings;
+        let (context, field) = self.model.config.context();
         if prompt_tokens + max_new_tokens > context {
             return Err(PipelineError::Invalid(format!(
-                "{}: a prompt of {prompt_tokens} tokens plus {max_new_tokens} new tokens is longer than the model's context of {context} tokens (max_position_embeddings in config.json); shorten the prompt or lower --max-new-tokens",
+                "{}: a prompt of {prompt_tokens} tokens plus {max_new_tokens} new tokens is longer than the model's context of {context} tokens ({field} in config.json); shorten the prompt or lower --max-new-tokens",
                 self.name
             )));
         }
@@ -85,6 +87,18 @@ impl Loaded {
             .decode(ids, true)
             .map_err(|e| PipelineError::input(&self.name, e))
     }
+}
+
+/// Refuses sequences of `len` tokens (set by `flag`) longer than the context of the model named
+/// `name` (`max_position_embeddings`, or a shorter `sliding_window`).
+pub fn check_seq_len(cfg: &ModelConfig, name: &str, len: usize, flag: &str) -> Result<()> {
+    let (context, field) = cfg.context();
+    if len > context {
+        return Err(PipelineError::Invalid(format!(
+            "{flag} {len} is longer than the context of {name}: {context} tokens ({field} in config.json); lower {flag}"
+        )));
+    }
+    Ok(())
 }
 
 async fn optional<F: ModelFiles>(files: &F, name: &str) -> Result<Option<Vec<u8>>> {

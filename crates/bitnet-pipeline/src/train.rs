@@ -16,13 +16,13 @@ use bitnet_core::safetensors::{OwnedTensor, serialize};
 use bitnet_core::summary::{MemoryPlan, human_bytes};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, Schedule};
-use bitnet_gpu::packer::{PackOptions, pack_model};
 use bitnet_gpu::Gpu;
+use bitnet_gpu::packer::{PackOptions, pack_model};
 use bitnet_gpu::trainer::{StepReport, TrainError, TrainSettings, Trainer};
 
 use crate::error::{PipelineError, Result};
 use crate::events::Event;
-use crate::load::{PACKED_FILE, POST_ATTN_NORM_FILE, open_model, tokenizer_of};
+use crate::load::{PACKED_FILE, POST_ATTN_NORM_FILE, check_seq_len, open_model, tokenizer_of};
 use crate::store::Store;
 use crate::{Ctx, clock};
 
@@ -243,6 +243,7 @@ pub async fn train<F: ModelFiles, S: Store>(
     let gpu = ctx.gpu;
     let model = open_model(base, base_name).await?;
     let cfg = model.config.clone();
+    check_seq_len(&cfg, base_name, s.seq_len, "--seq-len")?;
     let tok = tokenizer_of(base_name, &model)?;
     let examples =
         parse_jsonl(data_name, dataset).map_err(|e| PipelineError::input(data_name, e))?;

@@ -18,7 +18,7 @@ use super::matmul::{
     linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward,
 };
 use super::norm::{rmsnorm_backward, rmsnorm_forward};
-use super::rope::{rope, rope_tables};
+use super::rope::{rope, rope_tables_of};
 use super::swiglu::{swiglu_backward, swiglu_forward};
 use super::xent::{xent_backward, xent_forward};
 use crate::config::ModelConfig;
@@ -138,7 +138,7 @@ pub fn loss_and_grads(
         hkv,
         d,
     };
-    let (cos, sin) = rope_tables(t, d, cfg.rope_theta);
+    let (cos, sin) = rope_tables_of(t, &cfg.rope());
     let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
     let linear = |name: String, inp: usize, out: usize, has_bias: bool| {
         let w = p(&format!("{name}.weight"));

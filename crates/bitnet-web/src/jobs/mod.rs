@@ -294,7 +294,8 @@ fn on_train_event(view: RwSignal<TrainView>, e: Event) {
                 "no checkpoint: starting at step 0".into()
             };
             for why in skipped {
-                v.status.push_str(&format!(" (skipped a corrupt checkpoint: {why})"));
+                v.status
+                    .push_str(&format!(" (skipped a corrupt checkpoint: {why})"));
             }
         }),
         Event::Step {
