@@ -267,7 +267,13 @@ fn parse_entry(file: &str, name: &str, entry: &Value, data_len: u64) -> Result<T
         .filter(|a| a.len() == 2)
         .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)))
         .ok_or_else(|| terr("`data_offsets` must be two non-negative integers".into()))?;
-    if offs.0 > offs.1 || offs.1 > data_len {
+    if offs.0 > offs.1 {
+        return Err(terr(format!(
+            "data_offsets [{}, {}] end before they begin (the header is corrupt)",
+            offs.0, offs.1
+        )));
+    }
+    if offs.1 > data_len {
         let (begin, end) = offs;
         return Err(terr(format!(
             "data_offsets [{begin}, {end}] out of range: the data section has {data_len} bytes (truncated?)"

@@ -6,12 +6,24 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
 }
 
+/// serde's text for a JSON that fits none of an untagged enum's shapes says nothing to a user.
+fn readable(serde: &str) -> String {
+    if serde.contains("untagged enum") {
+        "its structure matches no tokenizer model that library knows".into()
+    } else {
+        serde.to_string()
+    }
+}
+
 impl Tokenizer {
     /// Parses `tokenizer.json` bytes; `file` names the file in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| CoreError::Tokenizer {
             file: file.to_string(),
-            message: e.to_string(),
+            message: format!(
+                "not a tokenizer the Hugging Face tokenizers library can read ({}); use the tokenizer.json saved with the model",
+                readable(&e.to_string())
+            ),
         })?;
         Ok(Tokenizer { inner })
     }

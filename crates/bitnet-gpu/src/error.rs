@@ -28,6 +28,10 @@ pub enum GpuError {
     #[error("GPU error in {what}: {message}")]
     Device { what: String, message: String },
 
+    /// Input the GPU code cannot take (tokens outside the vocabulary, ragged batches).
+    #[error("{0}")]
+    Input(String),
+
     #[error(transparent)]
     Core(#[from] bitnet_core::CoreError),
 }

@@ -403,17 +403,14 @@ impl Generator {
         now: &dyn Fn() -> f64,
         on_token: &mut dyn FnMut(usize, u32),
     ) -> Result<Generation, GpuError> {
-        let bad = |message: String| GpuError::Device {
-            what: "generate".into(),
-            message,
-        };
+        let bad = GpuError::Input;
         let vocab = self.cfg.vocab_size;
         if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
             return Err(bad("every prompt needs at least one token".into()));
         }
         if let Some(&id) = prompts.iter().flatten().find(|&&id| id as usize >= vocab) {
             return Err(bad(format!(
-                "token id {id} is outside the vocabulary of {vocab}"
+                "token id {id} is outside the model's vocabulary of {vocab} ids"
             )));
         }
         let b = prompts.len();

@@ -703,10 +703,7 @@ impl Batch {
     ) -> Result<Batch, GpuError> {
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
-        let bad = |message: String| GpuError::Device {
-            what: "batch".into(),
-            message,
-        };
+        let bad = GpuError::Input;
         if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
             return Err(bad(
                 "a batch needs one or more token sequences of one equal, non-zero length".into(),
@@ -725,7 +722,7 @@ impl Batch {
             .find(|&&id| id as usize >= cfg.vocab_size)
         {
             return Err(bad(format!(
-                "token id {id} is outside the vocabulary of {}",
+                "token id {id} is outside the model's vocabulary of {} ids",
                 cfg.vocab_size
             )));
         }
