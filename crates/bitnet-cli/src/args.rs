@@ -3,7 +3,7 @@
 
 use bitnet_core::Schedule;
 use bitnet_core::dataset::LossMask;
-use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, Quantizer, ScaleMode};
+use bitnet_core::quant::{DEFAULT_THRESHOLD_RATIO, MAX_THRESHOLD_RATIO, Quantizer, ScaleMode};
 use bitnet_core::sample::Sampling;
 use bitnet_core::selfgen::Templates;
 use bitnet_gpu::model::ModelSetup;
@@ -49,9 +49,9 @@ impl QuantArgs {
             }
             QuantizerArg::Threshold => {
                 let ratio = threshold.unwrap_or(DEFAULT_THRESHOLD_RATIO);
-                if !(ratio.is_finite() && ratio >= 0.0) {
+                if !(0.0..=MAX_THRESHOLD_RATIO).contains(&ratio) {
                     return Err(CliError::Usage(format!(
-                        "--threshold must be a non-negative number, got {ratio}"
+                        "--threshold is {ratio}; it must be in [0, {MAX_THRESHOLD_RATIO}] (Δ = r·mean|W|: above that almost every weight becomes 0)"
                     )));
                 }
                 Ok(Quantizer::Threshold {
@@ -83,7 +83,12 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     pub fn sampling(&self) -> CliResult<Sampling> {
         match (self.greedy, self.temperature) {
-            (false, Some(t)) => Sampling::new(t, self.top_p, self.top_k).map_err(CliError::Usage),
+            (false, Some(t)) => Sampling::new(t, self.top_p, self.top_k)
+                .map_err(|e| CliError::Usage(format!("--{e}"))),
+            _ if self.top_p != 1.0 || self.top_k != 0 => Err(CliError::Usage(format!(
+                "--top-p {} and --top-k {} apply when sampling: give --temperature too (greedy decoding ignores them)",
+                self.top_p, self.top_k
+            ))),
             _ => Ok(Sampling::Greedy),
         }
     }

@@ -385,7 +385,10 @@ fn grads_match_the_pytorch_oracle() {
     for (content, says) in [
         ("not json", "expected a JSON list of token-id lists"),
         ("[[1, 2, 3], [4, 5]]", "equal"),
-        ("[[1, 2, 99999]]", "outside the model's vocabulary of 297 ids"),
+        (
+            "[[1, 2, 99999]]",
+            "outside the model's vocabulary of 297 ids",
+        ),
     ] {
         std::fs::write(&bad, content).unwrap();
         let (ok, _, err) = bitnet(&[

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cpu;
 pub mod dataset;
 pub mod error;
+pub mod limits;
 pub mod model;
 pub mod pack;
 pub mod packed;

@@ -11,6 +11,8 @@ use std::str::FromStr;
 pub const ABSMEAN_EPS: f32 = 1e-5;
 /// Default threshold ratio r of the `threshold` quantizer (the seed's export value).
 pub const DEFAULT_THRESHOLD_RATIO: f32 = 0.7;
+/// The largest threshold ratio accepted: Δ = r·mean|W| above 3·mean|W| zeroes almost every weight.
+pub const MAX_THRESHOLD_RATIO: f32 = 3.0;
 
 /// How the `threshold` quantizer picks its scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,6 +12,8 @@
 //! run's identity — the checksums of the base weights and of the tokenized dataset — so a resume
 //! onto another base model or another dataset is refused by what differs.
 
+use bitnet_core::limits::at_least;
+use bitnet_core::quant::{MAX_THRESHOLD_RATIO, Quantizer};
 use std::collections::BTreeMap;
 
 use bitnet_core::checksum::{checksum_parts, sequences_checksum, weights_checksum};
@@ -63,15 +65,13 @@ impl TrainSettings {
     /// Checks every value a run depends on; the message names the flag.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Settings(m));
-        if self.steps == 0 || self.bsz == 0 || self.grad_accum == 0 {
-            return bad("--steps, --bsz and --grad-accum must be positive".into());
-        }
-        if self.seq_len < 2 {
-            return bad(format!(
-                "--seq-len must be at least 2, got {}",
-                self.seq_len
-            ));
-        }
+        at_least(&[
+            ("--steps", self.steps, 1),
+            ("--bsz", self.bsz as u64, 1),
+            ("--grad-accum", self.grad_accum as u64, 1),
+            ("--seq-len", self.seq_len as u64, 2),
+        ])
+        .map_err(TrainError::Settings)?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("--lr must be a positive number, got {}", self.lr));
         }
@@ -82,6 +82,13 @@ impl TrainSettings {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{flag} must be in [0, 1], got {v}"));
             }
+        }
+        if let Quantizer::Threshold { ratio, .. } = self.setup.quantizer
+            && !(0.0..=MAX_THRESHOLD_RATIO).contains(&ratio)
+        {
+            return bad(format!(
+                "--threshold is {ratio}; it must be in [0, {MAX_THRESHOLD_RATIO}]"
+            ));
         }
         let a = &self.adam;
         if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {

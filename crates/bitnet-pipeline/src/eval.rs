@@ -3,6 +3,7 @@
 //! buffers).
 
 use bitnet_core::dataset::{LossMask, pad_batch, parse_jsonl};
+use bitnet_core::limits::at_least;
 use bitnet_core::quant::Quantizer;
 use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
 
@@ -40,11 +41,11 @@ pub async fn perplexity(
     opts: &EvalOptions,
 ) -> Result<Perplexity> {
     let gpu = ctx.gpu;
-    if opts.seq_len < 2 || opts.bsz == 0 {
-        return Err(PipelineError::Invalid(
-            "--seq-len must be at least 2 and --bsz positive".into(),
-        ));
-    }
+    at_least(&[
+        ("--seq-len", opts.seq_len as u64, 2),
+        ("--bsz", opts.bsz as u64, 1),
+    ])
+    .map_err(PipelineError::Invalid)?;
     let examples =
         parse_jsonl(data_name, dataset).map_err(|e| PipelineError::input(data_name, e))?;
     if examples.is_empty() {

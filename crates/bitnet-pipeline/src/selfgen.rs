@@ -6,6 +6,7 @@
 //! batch runs again and finds its lines already written, so a resumed run ends with the lines and
 //! counts of an uninterrupted one).
 
+use bitnet_core::limits::at_least;
 use std::collections::HashSet;
 
 use bitnet_core::dataset::{Example, parse_jsonl};
@@ -102,11 +103,13 @@ pub async fn selfgen<S: Store>(
     out: &str,
     cfg: &SelfgenConfig,
 ) -> Result<SelfgenReport> {
-    if cfg.num == 0 || cfg.batch == 0 || cfg.max_new_tokens == 0 {
-        return Err(PipelineError::Invalid(
-            "--num, --batch and --max-new-tokens must be positive".into(),
-        ));
-    }
+    at_least(&[
+        ("--num", cfg.num, 1),
+        ("--batch", cfg.batch as u64, 1),
+        ("--max-new-tokens", cfg.max_new_tokens as u64, 1),
+        ("--max-attempts", cfg.max_attempts.unwrap_or(1), 1),
+    ])
+    .map_err(PipelineError::Invalid)?;
     let gpu = ctx.gpu;
     let max_attempts = cfg.max_attempts.unwrap_or(4 * cfg.num);
     let mut state = SelfgenState {

@@ -6,6 +6,7 @@
 //! ternary weights and training_manifest.json — every value measured. Everything goes through a
 //! [`Store`]: a directory for the CLI, the browser's storage for the app.
 
+use bitnet_core::limits::at_least;
 use std::collections::BTreeMap;
 
 use bitnet_core::dataset::{Example, LossMask, Sequence, parse_jsonl, tokenize};
@@ -232,11 +233,12 @@ pub async fn train<F: ModelFiles, S: Store>(
 ) -> Result<TrainManifest> {
     let s = &job.settings;
     s.validate()?;
-    if job.log_every == 0 || job.save_steps == 0 {
-        return Err(PipelineError::Invalid(
-            "--log-every and --save-steps must be positive".into(),
-        ));
-    }
+    at_least(&[
+        ("--log-every", job.log_every, 1),
+        ("--save-steps", job.save_steps, 1),
+        ("--save-total-limit", job.save_total_limit as u64, 1),
+    ])
+    .map_err(PipelineError::Invalid)?;
     if !job.resume {
         claim(store, job.overwrite).await?;
     }

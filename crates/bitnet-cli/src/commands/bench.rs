@@ -1,6 +1,7 @@
 //! `bitnet bench kernels|train`: kernel and training-step benchmarks on this adapter (each kernel
 //! validated before it is timed).
 
+use bitnet_core::limits::at_least;
 use std::path::PathBuf;
 
 use bitnet_core::config::ModelConfig;
@@ -93,11 +94,12 @@ fn train(
     steps: usize,
     json: bool,
 ) -> CliResult {
-    if batch == 0 || seq_len < 2 || steps == 0 {
-        return Err(CliError::Usage(
-            "--batch and --steps must be positive and --seq-len at least 2".into(),
-        ));
-    }
+    at_least(&[
+        ("--batch", batch as u64, 1),
+        ("--seq-len", seq_len as u64, 2),
+        ("--steps", steps as u64, 1),
+    ])
+    .map_err(CliError::Usage)?;
     let (name, cfg) = match model {
         Some(dir) => (dir.display().to_string(), super::open_model(&dir)?.1.config),
         None => {
@@ -132,9 +134,7 @@ fn train(
 }
 
 fn kernels(size: usize, reps: usize, out: Option<PathBuf>, json: bool) -> CliResult {
-    if size == 0 || reps == 0 {
-        return Err(CliError::Usage("--size and --reps must be positive".into()));
-    }
+    at_least(&[("--size", size as u64, 1), ("--reps", reps as u64, 1)]).map_err(CliError::Usage)?;
     let gpu = super::gpu()?;
     let report = pollster::block_on(bitnet_gpu::bench::bench_kernels(&gpu, size, reps))?;
     if let Some(path) = out {

@@ -11,7 +11,7 @@ use bitnet_pipeline::generate::{EndedBy, continue_prompt};
 use bitnet_pipeline::load::{Loaded, POST_ATTN_NORM_FILE, load_folder, load_packed};
 
 use crate::args::{QuantArgs, SamplingArgs};
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 use crate::store::DirFiles;
 
@@ -64,6 +64,8 @@ pub fn load(ctx: &Ctx<'_>, path: &Path, ternary: bool, quantizer: Quantizer) -> 
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
+    bitnet_core::limits::at_least(&[("--max-new-tokens", a.max_new_tokens as u64, 1)])
+        .map_err(CliError::Usage)?;
     let sampling = a.sampling.sampling()?;
     let quantizer = a.quant.quantizer()?;
     let gpu = super::tuned_gpu()?;

@@ -33,6 +33,9 @@ pub struct Args {
     /// Output safetensors: loss (1,), logits (B, T, V), grad.<name> for every parameter.
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -41,6 +44,9 @@ pub fn run(a: Args, json: bool) -> CliResult {
         post_attn_norm: a.rmsnorm_post_attn,
         quantize_lm_head: a.quantize_lm_head,
     };
+    let mut inputs = super::files_in(&a.model_dir);
+    inputs.push(a.tokens.clone());
+    super::check_outputs(std::slice::from_ref(&a.out), &inputs, a.overwrite)?;
     let text = super::read(&a.tokens)?;
     let tokens: Vec<Vec<u32>> = serde_json::from_slice(&text).map_err(|e| {
         CliError::io(

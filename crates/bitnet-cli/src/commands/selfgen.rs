@@ -44,7 +44,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
-    let sampling = Sampling::new(a.temperature, a.top_p, a.top_k).map_err(CliError::Usage)?;
+    let sampling = Sampling::new(a.temperature, a.top_p, a.top_k)
+        .map_err(|e| CliError::Usage(format!("--{e}")))?;
     let (templates, templates_name) = a.generation.templates()?;
     let cfg = SelfgenConfig {
         num: a.num,
