@@ -301,8 +301,7 @@ fn parse_entry(file: &str, name: &str, entry: &Value, data_len: u64) -> Result<T
     })
 }
 
-/// Decodes F32/F16/BF16 little-endian bytes to f32.
-/// A floating-point tensor as f32; a NaN or infinite value is refused, naming the tensor and the
+/// A floating-point tensor (F32/F16/BF16, little-endian) as f32; a NaN or infinite value is refused, naming the tensor and the
 /// element (weights, scales and checkpoints never hold one: such a file is corrupt, or was written
 /// from a diverged run).
 pub fn decode_f32(file: &str, t: &TensorInfo, b: &[u8]) -> Result<Vec<f32>> {

@@ -7,7 +7,7 @@ use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::packed::PackedWriter;
 use bitnet_core::params::Role;
 use bitnet_core::quant::{Quantizer, Ternary};
-use bitnet_core::safetensors::OwnedTensor;
+use bitnet_core::safetensors::{OwnedTensor, decode_f32};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
@@ -84,6 +84,8 @@ pub async fn pack_model<F: ModelFiles>(
             }
         } else {
             let bytes = model.tensor_bytes(files, loc).await?;
+            // Kept as stored, but never with a NaN or an infinity in it.
+            decode_f32(&model.shards[loc.shard].file, &loc.info, &bytes)?;
             writer.add_plain(OwnedTensor {
                 name: spec.name.clone(),
                 dtype: loc.info.dtype,
