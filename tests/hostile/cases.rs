@@ -418,8 +418,13 @@ pub const CASES: &[Case] = &[
         says: &["context of 8 tokens", "max_position_embeddings"],
     },
     Case {
-        name: "seq-len-past-max-position-embeddings",
-        setup: model_and_data,
+        name: "example-past-max-position-embeddings",
+        setup: |d| {
+            model(d);
+            let long = "the sea and the moon ".repeat(100);
+            let line = serde_json::json!({"instruction": "Write a long poem.", "output": long});
+            write(d, "data.jsonl", format!("{line}\n"));
+        },
         args: &[
             "train",
             "--base-model",
@@ -433,7 +438,13 @@ pub const CASES: &[Case] = &[
             "--seq-len",
             "512",
         ],
-        says: &["--seq-len 512", "256 tokens", "max_position_embeddings"],
+        says: &[
+            "data.jsonl, example 1",
+            "(--seq-len 512)",
+            "context of 256 tokens",
+            "max_position_embeddings",
+            "lower --seq-len",
+        ],
     },
     Case {
         name: "prompt-past-sliding-window",

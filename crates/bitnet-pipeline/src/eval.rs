@@ -9,7 +9,7 @@ use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
 
 use crate::Ctx;
 use crate::error::{PipelineError, Result};
-use crate::load::{Loaded, check_seq_len};
+use crate::load::Loaded;
 use crate::train::tokenize_dataset;
 
 /// Perplexity of a model over a dataset.
@@ -52,7 +52,6 @@ pub async fn perplexity(
         return Err(PipelineError::Invalid(format!("{data_name}: no examples")));
     }
     let cfg = &m.model.config;
-    check_seq_len(cfg, &m.name, opts.seq_len, "--seq-len")?;
     let setup = ModelSetup {
         quantizer: Quantizer::Absmean,
         post_attn_norm: m.post_attn_norm(),
@@ -60,7 +59,7 @@ pub async fn perplexity(
     };
     let seqs = tokenize_dataset(
         &m.tokenizer,
-        cfg.vocab_size,
+        cfg,
         &examples,
         data_name,
         opts.seq_len,

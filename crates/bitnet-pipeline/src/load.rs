@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use bitnet_core::config::ModelConfig;
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::Quantizer;
@@ -87,18 +86,6 @@ impl Loaded {
             .decode(ids, true)
             .map_err(|e| PipelineError::input(&self.name, e))
     }
-}
-
-/// Refuses sequences of `len` tokens (set by `flag`) longer than the context of the model named
-/// `name` (`max_position_embeddings`, or a shorter `sliding_window`).
-pub fn check_seq_len(cfg: &ModelConfig, name: &str, len: usize, flag: &str) -> Result<()> {
-    let (context, field) = cfg.context();
-    if len > context {
-        return Err(PipelineError::Invalid(format!(
-            "{flag} {len} is longer than the context of {name}: {context} tokens ({field} in config.json); lower {flag}"
-        )));
-    }
-    Ok(())
 }
 
 async fn optional<F: ModelFiles>(files: &F, name: &str) -> Result<Option<Vec<u8>>> {

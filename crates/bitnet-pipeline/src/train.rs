@@ -9,6 +9,7 @@
 use bitnet_core::limits::at_least;
 use std::collections::BTreeMap;
 
+use bitnet_core::config::ModelConfig;
 use bitnet_core::dataset::{Example, LossMask, Sequence, parse_jsonl, tokenize};
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
@@ -23,7 +24,7 @@ use bitnet_gpu::trainer::{StepReport, TrainError, TrainSettings, Trainer};
 
 use crate::error::{PipelineError, Result};
 use crate::events::Event;
-use crate::load::{PACKED_FILE, POST_ATTN_NORM_FILE, check_seq_len, open_model, tokenizer_of};
+use crate::load::{PACKED_FILE, POST_ATTN_NORM_FILE, open_model, tokenizer_of};
 use crate::store::Store;
 use crate::{Ctx, clock};
 
@@ -196,23 +197,34 @@ pub async fn checkpoints<S: Store>(store: &S) -> Result<Vec<(u64, String)>> {
     Ok(out)
 }
 
-/// The examples of a JSONL dataset tokenized for training: an error names the file and the line
-/// or the token outside the vocabulary.
+/// The examples of a JSONL dataset tokenized for training, each truncated to `seq_len` tokens: an
+/// error names the file and the line of an example with a token outside the vocabulary, or longer
+/// than the model's context (`max_position_embeddings`, or a shorter `sliding_window`) even after
+/// truncation.
 pub fn tokenize_dataset(
     tok: &Tokenizer,
-    vocab: usize,
+    cfg: &ModelConfig,
     examples: &[Example],
     data_name: &str,
     seq_len: usize,
     mask: LossMask,
 ) -> Result<Vec<Sequence>> {
+    let vocab = cfg.vocab_size;
+    let (context, field) = cfg.context();
     let mut seqs = Vec::with_capacity(examples.len());
-    for ex in examples {
+    for (i, ex) in examples.iter().enumerate() {
         let seq =
             tokenize(tok, ex, seq_len, mask).map_err(|e| PipelineError::input(data_name, e))?;
         if let Some(&id) = seq.ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(PipelineError::Invalid(format!(
                 "{data_name}: the tokenizer gives id {id}, outside the model's vocabulary of {vocab}"
+            )));
+        }
+        if seq.ids.len() > context {
+            return Err(PipelineError::Invalid(format!(
+                "{data_name}, example {}: {} tokens (--seq-len {seq_len}) are more than the model's context of {context} tokens ({field} in config.json); lower --seq-len to {context} or less",
+                i + 1,
+                seq.ids.len()
             )));
         }
         seqs.push(seq);
@@ -245,18 +257,10 @@ pub async fn train<F: ModelFiles, S: Store>(
     let gpu = ctx.gpu;
     let model = open_model(base, base_name).await?;
     let cfg = model.config.clone();
-    check_seq_len(&cfg, base_name, s.seq_len, "--seq-len")?;
     let tok = tokenizer_of(base_name, &model)?;
     let examples =
         parse_jsonl(data_name, dataset).map_err(|e| PipelineError::input(data_name, e))?;
-    let seqs = tokenize_dataset(
-        &tok,
-        cfg.vocab_size,
-        &examples,
-        data_name,
-        s.seq_len,
-        s.loss_mask,
-    )?;
+    let seqs = tokenize_dataset(&tok, &cfg, &examples, data_name, s.seq_len, s.loss_mask)?;
 
     // The memory the run needs, before any of it is allocated.
     let plan = MemoryPlan::new(&cfg, s.bsz, s.seq_len, s.grad_accum);
