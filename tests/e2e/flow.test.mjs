@@ -38,6 +38,8 @@ async function waitText(page, selector, re, timeout = LONG) {
 /// Trains with the current form and waits for the end; returns the page's SVG of the main chart.
 async function trainToEnd(page) {
   await page.click('#tr-start');
+  // A new run over a stored one is confirmed first.
+  if (await page.locator('#tr-replace').count()) await page.click('#tr-replace-yes');
   await waitText(page, '#tr-state', /^finished/);
   return page.locator('#chart-main').innerHTML();
 }
@@ -151,6 +153,13 @@ test('the whole flow on the demo model, a reload mid-run, and the workshop', { t
   // Reload during training: the page offers to resume and ends with the same packed file.
   await page.click('#nav-train');
   await page.click('#tr-start');
+  // Replacing the finished run is asked first; "Keep it" keeps it.
+  assert.match(await page.locator('#tr-replace').innerText(), /finished run/);
+  await page.click('#tr-replace-no');
+  assert.equal(await page.locator('#tr-replace').count(), 0);
+  assert.match(await page.locator('#tr-state').innerText(), /^finished/);
+  await page.click('#tr-start');
+  await page.click('#tr-replace-yes');
   await waitText(page, '#tr-checkpoint', /step (10|15)/);
   await page.reload();
   await page.locator('#resume-banner').waitFor({ timeout: 120_000 });

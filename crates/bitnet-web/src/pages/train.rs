@@ -146,6 +146,16 @@ pub fn TrainPage() -> impl IntoView {
     };
     let running = move || st.train.get().running;
     let paused = move || st.train.get().paused;
+    // A new run replaces the stored one (its checkpoints, trained model and results): asked first.
+    let earlier = move || st.results.get().manifest.is_some() || st.resume.get().is_some();
+    let confirming = RwSignal::new(false);
+    let start = move |_| {
+        if earlier() {
+            confirming.set(true);
+        } else {
+            jobs::start_training(st, false);
+        }
+    };
     view! {
         {move || st.resume.get().map(|offer| view! {
             <section id="resume-banner" class="banner">
@@ -194,14 +204,27 @@ pub fn TrainPage() -> impl IntoView {
             </div>
             {plan_view(st)}
             <div class="actions">
-                <button id="tr-start" class="primary" on:click=move |_| jobs::start_training(st, false) disabled=move || st.busy.get().is_some() || st.data.get().is_none()>
-                    {move || if st.results.get().manifest.is_some() || st.resume.get().is_some() { "Start a new run (replaces the earlier one)" } else { "Start training" }}
+                <button id="tr-start" class="primary" on:click=start disabled=move || st.busy.get().is_some() || st.data.get().is_none() || confirming.get()>
+                    {move || if earlier() { "Start a new run…" } else { "Start training" }}
                 </button>
                 <button id="tr-pause" on:click=move |_| { st.control.get_value().pause(); st.train.update(|v| v.paused = true); } disabled=move || !running() || paused()>"Pause"</button>
                 <button id="tr-resume" on:click=move |_| { st.control.get_value().resume(); st.train.update(|v| v.paused = false); } disabled=move || !paused()>"Resume"</button>
                 <button id="tr-stop" on:click=move |_| st.control.get_value().cancel() disabled=move || !running()>"Stop"</button>
                 {move || st.data.get().is_none().then(|| view! { <span class="muted">"Generate or load data on page 2 first."</span> })}
             </div>
+            {move || (confirming.get() && earlier()).then(|| view! {
+                <div id="tr-replace" class="banner">
+                    <p>{move || match st.resume.get() {
+                        Some(offer) => format!(
+                            "The browser holds an unfinished run ({} of {} steps). A new run deletes its checkpoints and metrics: it cannot be resumed afterwards.",
+                            offer.step, offer.steps
+                        ),
+                        None => "The browser holds a finished run. A new run deletes its trained model, packed file, checkpoints and metrics (download what you want to keep on page 4 first).".into(),
+                    }}</p>
+                    <button id="tr-replace-yes" class="primary" on:click=move |_| { confirming.set(false); jobs::start_training(st, false); }>"Replace it with a new run"</button>
+                    <button id="tr-replace-no" on:click=move |_| confirming.set(false)>"Keep it"</button>
+                </div>
+            })}
             {move || error_of("tr-form-error", st.tr.job().err().filter(|_| !running()))}
         </section>
         <section>
