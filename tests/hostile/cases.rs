@@ -637,6 +637,24 @@ pub const CASES: &[Case] = &[
         says: &["--steps 100000000000", "10000000"],
     },
     Case {
+        name: "bench-kernels-size-huge",
+        setup: |_| {},
+        args: &["bench", "kernels", "--size", "1000000"],
+        says: &["--size is 1000000", "at most 8192"],
+    },
+    Case {
+        name: "bench-train-seq-len-past-the-context",
+        setup: |_| {},
+        args: &["bench", "train", "--seq-len", "100000"],
+        says: &["--seq-len is 100000", "context is 8192 tokens"],
+    },
+    Case {
+        name: "bench-train-batch-huge",
+        setup: |_| {},
+        args: &["bench", "train", "--batch", "100000", "--seq-len", "8192"],
+        says: &["--batch 100000", "per binding", "lower --batch or --seq-len"],
+    },
+    Case {
         name: "threshold-ratio-out-of-range",
         setup: model,
         args: &[

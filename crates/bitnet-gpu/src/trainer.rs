@@ -12,14 +12,14 @@
 //! run's identity — the checksums of the base weights and of the tokenized dataset — so a resume
 //! onto another base model or another dataset is refused by what differs.
 
-use bitnet_core::limits::at_least;
-use bitnet_core::quant::{MAX_THRESHOLD_RATIO, Quantizer};
 use std::collections::BTreeMap;
 
 use bitnet_core::checksum::{checksum_parts, sequences_checksum, weights_checksum};
 use bitnet_core::config::ModelConfig;
 use bitnet_core::dataset::{LossMask, Sequence, pad_batch};
+use bitnet_core::limits::at_least;
 use bitnet_core::params::param_table;
+use bitnet_core::quant::{MAX_THRESHOLD_RATIO, Quantizer};
 use bitnet_core::rng::Rng;
 use bitnet_core::safetensors::{
     OwnedTensor, SafeTensors, data_order, data_section, serialize_with_data,

@@ -6,10 +6,10 @@
 //! batch runs again and finds its lines already written, so a resumed run ends with the lines and
 //! counts of an uninterrupted one).
 
-use bitnet_core::limits::at_least;
 use std::collections::HashSet;
 
 use bitnet_core::dataset::{Example, parse_jsonl};
+use bitnet_core::limits::at_least;
 use bitnet_core::sample::Sampling;
 use bitnet_core::selfgen::{
     Counts, Dedup, PROMPT_TOKENS, Templates, check, extract_response, prompt_text,

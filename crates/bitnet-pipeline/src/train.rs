@@ -6,11 +6,11 @@
 //! ternary weights and training_manifest.json — every value measured. Everything goes through a
 //! [`Store`]: a directory for the CLI, the browser's storage for the app.
 
-use bitnet_core::limits::at_least;
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::dataset::{Example, LossMask, Sequence, parse_jsonl, tokenize};
+use bitnet_core::limits::at_least;
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::params::param_table;

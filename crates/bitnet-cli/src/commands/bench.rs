@@ -1,11 +1,11 @@
 //! `bitnet bench kernels|train`: kernel and training-step benchmarks on this adapter (each kernel
 //! validated before it is timed).
 
-use bitnet_core::limits::at_least;
 use std::path::PathBuf;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::summary::human_bytes;
+use bitnet_core::limits::at_least;
+use bitnet_core::summary::{MemoryPlan, human_bytes};
 use bitnet_pipeline::Store;
 
 use crate::error::{CliError, CliResult};
@@ -18,6 +18,9 @@ pub struct Args {
     #[command(subcommand)]
     what: BenchWhat,
 }
+
+/// The largest `bench kernels --size`: three 8192² f32 matrices are 768 MiB.
+const MAX_KERNEL_SIZE: usize = 8192;
 
 #[derive(clap::Subcommand)]
 enum BenchWhat {
@@ -109,7 +112,21 @@ fn train(
             (shape.to_string(), cfg)
         }
     };
+    let (context, field) = cfg.context();
+    if seq_len > context {
+        return Err(CliError::Usage(format!(
+            "--seq-len is {seq_len}; {name}'s context is {context} tokens ({field})"
+        )));
+    }
     let gpu = super::gpu()?;
+    let plan = MemoryPlan::new(&cfg, batch, seq_len, 1);
+    if let Some((tensor, bytes)) = plan.too_large(gpu.max_binding()) {
+        return Err(CliError::Usage(format!(
+            "{tensor} of --batch {batch} × --seq-len {seq_len} needs {}, more than the adapter's {} per binding; lower --batch or --seq-len",
+            human_bytes(bytes),
+            human_bytes(gpu.max_binding())
+        )));
+    }
     let r = pollster::block_on(bitnet_gpu::bench::bench_train(
         &gpu, &name, &cfg, batch, seq_len, steps,
     ))?;
@@ -135,6 +152,11 @@ fn train(
 
 fn kernels(size: usize, reps: usize, out: Option<PathBuf>, json: bool) -> CliResult {
     at_least(&[("--size", size as u64, 1), ("--reps", reps as u64, 1)]).map_err(CliError::Usage)?;
+    if size > MAX_KERNEL_SIZE {
+        return Err(CliError::Usage(format!(
+            "--size is {size}; it must be at most {MAX_KERNEL_SIZE} (the matmul holds three SIZE × SIZE f32 matrices)"
+        )));
+    }
     let gpu = super::gpu()?;
     let report = pollster::block_on(bitnet_gpu::bench::bench_kernels(&gpu, size, reps))?;
     if let Some(path) = out {
