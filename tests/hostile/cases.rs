@@ -652,7 +652,11 @@ pub const CASES: &[Case] = &[
         name: "bench-train-batch-huge",
         setup: |_| {},
         args: &["bench", "train", "--batch", "100000", "--seq-len", "8192"],
-        says: &["--batch 100000", "per binding", "lower --batch or --seq-len"],
+        says: &[
+            "--batch 100000",
+            "per binding",
+            "lower --batch or --seq-len",
+        ],
     },
     Case {
         name: "threshold-ratio-out-of-range",
