@@ -13,6 +13,9 @@ tests/fixtures/oracle/rope/{type}.safetensors (F32 `logits`, (B, T, V)). The sca
 chosen small (an original context of 16 tokens) so that every branch of each type is taken by the
 fixture's 16-wide heads within the batch's 12 positions; the script checks that transformers applied
 the type and that the logits differ from the default RoPE's.
+
+Also tests/fixtures/oracle/rope/mistral-window.{json,safetensors}: the mistral fixture with a
+`sliding_window` of 12 tokens, the batch's length (see `sliding_window` below).
 """
 import json
 import os
@@ -78,5 +81,37 @@ def main():
               f"change from default {change:.4f}")
 
 
+def sliding_window(ids):
+    """Mistral with a sliding window as long as the batch's sequences (12): transformers' logits
+    equal the full-attention ones — the window changes nothing within it, which is why this tool
+    honours `sliding_window` by refusing longer sequences — while a window one token shorter does
+    change them (so the fixture would catch a window applied one token early)."""
+    src = os.path.join(ROOT, "mistral")
+    with open(os.path.join(src, "config.json")) as f:
+        base = json.load(f)
+    seq = ids.shape[1]
+    out = {}
+    for window in (None, seq, seq - 1):
+        config = dict(base, sliding_window=window)
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in os.listdir(src):
+                if f != "config.json":
+                    shutil.copy(os.path.join(src, f), tmp)
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(config, f, indent=1)
+            _, out[window] = logits_of(tmp, ids)
+        if window == seq:
+            with open(os.path.join(OUT, "mistral-window.json"), "w") as f:
+                json.dump(config, f, indent=1, sort_keys=True)
+            save_file({"logits": out[window].float().contiguous()},
+                      os.path.join(OUT, "mistral-window.safetensors"))
+    assert (out[seq] - out[None]).abs().max().item() == 0.0
+    change = ((out[seq - 1] - out[None]).abs().max() / out[None].abs().max()).item()
+    assert change > 1e-3, change
+    print(f"mistral  sliding window {seq}: equal to full attention; window {seq - 1}: change {change:.4f}")
+
+
 if __name__ == "__main__":
     main()
+    with open(os.path.join(ROOT, "oracle", "tokens.json")) as f:
+        sliding_window(torch.tensor(json.load(f)))
