@@ -19,6 +19,10 @@ for model in llama, qwen2 (tied embeddings, q/k/v biases), mistral, and the vari
   threshold-l1              threshold codes, Δ = 0.7·mean|W|, scale = mean|W| over the non-zero codes
   absmean-l0.5-postnorm     with the post-attention RMSNorm (eps 1e-6, gain 1, trained) after every
                             o_proj, before the residual add; its gain is model.layers.{i}.post_attn_norm.weight
+  absmean-l0.5-subln        with SubLN: an RMSNorm (the config's eps, trained) on the input of every
+                            o_proj and down_proj, gains model.layers.{i}.self_attn.attn_sub_norm.weight and
+                            model.layers.{i}.mlp.ffn_sub_norm.weight, drawn as 1 + 0.1·N(0, 1) (stored in
+                            the file as param.{name}, so that a test can use the same values)
 The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:] over every position
 (loss mask `all`). Embeddings, norms, biases and lm_head stay full precision.
 """
@@ -41,6 +45,7 @@ VARIANTS = {
     "absmean-l1": dict(lam=1.0, quantizer="absmean", postnorm=False),
     "threshold-l1": dict(lam=1.0, quantizer="threshold", postnorm=False),
     "absmean-l0.5-postnorm": dict(lam=0.5, quantizer="absmean", postnorm=True),
+    "absmean-l0.5-subln": dict(lam=0.5, quantizer="absmean", postnorm=False, subln=True),
 }
 TEXTS = [
     "Instruction: Write a haiku about the sea.\nResponse: Waves fold into foam",
@@ -74,9 +79,12 @@ def bitlinear(module, lam, quantizer):
 
 
 class RMSNorm(torch.nn.Module):
-    def __init__(self, size, eps):
+    def __init__(self, size, eps, generator=None):
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.ones(size, dtype=torch.float64))
+        gain = torch.ones(size, dtype=torch.float64)
+        if generator is not None:
+            gain = gain + 0.1 * torch.randn(size, generator=generator, dtype=torch.float64)
+        self.weight = torch.nn.Parameter(gain)
         self.eps = eps
 
     def forward(self, x):
@@ -95,13 +103,25 @@ def load(name, variant):
             layer.post_attn_norm = RMSNorm(model.config.hidden_size, 1e-6)
             norm = layer.post_attn_norm
             layer.self_attn.o_proj.register_forward_hook(lambda m, inp, out, norm=norm: norm(out))
+    if variant.get("subln"):
+        g = torch.Generator().manual_seed(7)
+        cfg = model.config
+        eps = cfg.rms_norm_eps
+        for layer in model.model.layers:
+            head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            layer.self_attn.attn_sub_norm = RMSNorm(cfg.num_attention_heads * head_dim, eps, g)
+            layer.mlp.ffn_sub_norm = RMSNorm(cfg.intermediate_size, eps, g)
+            for proj, norm in [(layer.self_attn.o_proj, layer.self_attn.attn_sub_norm),
+                               (layer.mlp.down_proj, layer.mlp.ffn_sub_norm)]:
+                proj.register_forward_pre_hook(lambda m, args, norm=norm: (norm(args[0]),))
     return model
 
 
 def main():
     torch.manual_seed(0)
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    for name in MODELS:  # (not OUT as a whole: oracle/rope is make_rope_oracle.py's)
+        shutil.rmtree(os.path.join(OUT, name), ignore_errors=True)
+    os.makedirs(OUT, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "tokenizer"))
     batch = [tok(t)["input_ids"][:SEQ] for t in TEXTS]
     assert all(len(b) == SEQ for b in batch), batch
@@ -122,6 +142,8 @@ def main():
             for pname, p in model.named_parameters():
                 assert p.grad is not None, pname
                 tensors["grad." + pname] = p.grad.float().contiguous()
+                if "sub_norm" in pname:
+                    tensors["param." + pname] = p.detach().float().contiguous()
             save_file(tensors, os.path.join(OUT, name, vname + ".safetensors"))
             summary["models"][name][vname] = dict(variant, loss=loss.item(),
                                                   grads=sum(1 for k in tensors if k.startswith("grad.")))

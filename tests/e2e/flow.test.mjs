@@ -89,8 +89,9 @@ function nativeTrain(modelDir, dataset, manifest, tag) {
     '--steps', String(s.steps), '--bsz', String(s.bsz), '--grad-accum', String(s.grad_accum),
     '--lr', String(s.lr), '--warmup-ratio', String(s.warmup_ratio),
     '--lambda-warmup-frac', String(s.lambda_warmup_frac), '--lambda-schedule', s.schedule,
-    '--rmsnorm-post-attn', s.setup.post_attn_norm ? '1' : '0', '--seq-len', String(s.seq_len),
-    '--seed', String(s.seed), '--log-every', '1']);
+    '--rmsnorm-post-attn', s.setup.post_attn_norm ? '1' : '0', '--norm-init', s.norm_init,
+    '--seq-len', String(s.seq_len),
+    '--seed', String(s.seed), '--log-every', '1', ...(s.setup.subln ? ['--subln'] : [])]);
   return ternaryOf(path.join(out, 'model.bitnet.safetensors'), `native-${tag}`);
 }
 

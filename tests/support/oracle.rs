@@ -12,26 +12,69 @@ use bitnet_core::safetensors::SafeTensors;
 
 pub const MODELS: [&str; 3] = ["llama", "qwen2", "mistral"];
 
-/// One oracle variant: its file name, the λ-blend, and whether the post-attention norm is on.
-pub type Variant = (&'static str, Option<(Quantizer, f32)>, bool);
+/// One oracle variant: its file name, the λ-blend, and which extra norms are on.
+#[derive(Clone, Copy)]
+pub struct Variant {
+    pub name: &'static str,
+    pub blend: Option<(Quantizer, f32)>,
+    pub post_attn_norm: bool,
+    pub subln: bool,
+}
 
 /// The variants, as tools/make_oracle.py names them.
-pub fn variants() -> [Variant; 5] {
+pub fn variants() -> [Variant; 6] {
     let threshold = Quantizer::Threshold {
         ratio: 0.7,
         scale: ScaleMode::Optimal,
     };
+    let half = Some((Quantizer::Absmean, 0.5));
+    let v = |name, blend, post_attn_norm, subln| Variant {
+        name,
+        blend,
+        post_attn_norm,
+        subln,
+    };
     [
-        ("lambda0", None, false),
-        ("absmean-l0.5", Some((Quantizer::Absmean, 0.5)), false),
-        ("absmean-l1", Some((Quantizer::Absmean, 1.0)), false),
-        ("threshold-l1", Some((threshold, 1.0)), false),
-        (
-            "absmean-l0.5-postnorm",
-            Some((Quantizer::Absmean, 0.5)),
-            true,
-        ),
+        v("lambda0", None, false, false),
+        v("absmean-l0.5", half, false, false),
+        v("absmean-l1", Some((Quantizer::Absmean, 1.0)), false, false),
+        v("threshold-l1", Some((threshold, 1.0)), false, false),
+        v("absmean-l0.5-postnorm", half, true, false),
+        v("absmean-l0.5-subln", half, false, true),
     ]
+}
+
+/// The parameters a variant adds to the model: the post-attention norm's gains (1) and the SubLN
+/// gains the oracle drew (its `param.*` tensors).
+pub fn extra_params(
+    model: &str,
+    variant: &Variant,
+    cfg: &bitnet_core::config::ModelConfig,
+) -> BTreeMap<String, Vec<f32>> {
+    let mut out = BTreeMap::new();
+    if variant.post_attn_norm {
+        for l in 0..cfg.num_hidden_layers {
+            out.insert(
+                bitnet_core::cpu::model::post_attn_norm_name(l),
+                vec![1.0; cfg.hidden_size],
+            );
+        }
+    }
+    let path = fixtures().join(format!("oracle/{model}/{}.safetensors", variant.name));
+    let bytes = std::fs::read(&path).unwrap();
+    let oracle = SafeTensors::parse(path.to_str().unwrap(), &bytes).unwrap();
+    for t in &oracle.header.tensors {
+        if let Some(name) = t.name.strip_prefix("param.") {
+            out.insert(name.to_string(), oracle.to_f32(t).unwrap());
+        }
+    }
+    assert_eq!(
+        variant.subln,
+        out.keys().any(|k| k.contains("sub_norm")),
+        "{model} {}: the oracle's SubLN gains",
+        variant.name
+    );
+    out
 }
 
 pub fn fixtures() -> PathBuf {
@@ -60,6 +103,23 @@ pub const ROPE_TYPES: [&str; 4] = ["linear", "dynamic", "llama3", "yarn"];
 pub fn load_rope(rope_type: &str) -> (Model, BTreeMap<String, Vec<f32>>) {
     let config = std::fs::read(fixtures().join(format!("oracle/rope/{rope_type}.json"))).unwrap();
     load_with_config("llama", Some(config))
+}
+
+/// The mistral fixture with a sliding window as long as the oracle's sequences
+/// (oracle/rope/mistral-window.json) and transformers' logits for it.
+pub fn load_window() -> (Model, BTreeMap<String, Vec<f32>>, Vec<f32>) {
+    let dir = fixtures().join("oracle/rope");
+    let config = std::fs::read(dir.join("mistral-window.json")).unwrap();
+    let (model, params) = load_with_config("mistral", Some(config));
+    let bytes = std::fs::read(dir.join("mistral-window.safetensors")).unwrap();
+    let oracle = SafeTensors::parse("mistral-window.safetensors", &bytes).unwrap();
+    let logits = oracle.to_f32(oracle.get("logits").unwrap()).unwrap();
+    (model, params, logits)
+}
+
+/// Logits within 1e-3 of the largest |logit| of `want`, named `tag` in the failure.
+pub fn assert_logits(tag: &str, logits: &[f32], want: &[f32]) {
+    check_logits(tag, logits, want);
 }
 
 fn load_with_config(name: &str, config: Option<Vec<u8>>) -> (Model, BTreeMap<String, Vec<f32>>) {

@@ -8,7 +8,7 @@ use bitnet_core::sample::Sampling;
 use bitnet_core::selfgen::Templates;
 use bitnet_gpu::model::ModelSetup;
 use bitnet_gpu::optimizer::AdamConfig;
-use bitnet_gpu::trainer::TrainSettings;
+use bitnet_gpu::trainer::{NormInit, TrainSettings};
 use bitnet_pipeline::train::{TrainJob, default_save_steps, defaults};
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -165,6 +165,14 @@ pub struct TrainFlags {
     /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
     #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = u8::from(defaults::POST_ATTN_NORM), num_args = 0..=1, default_missing_value = "1")]
     rmsnorm_post_attn: u8,
+    /// SubLN (BitNet b1.58's sub-layer norms): a trained RMSNorm on the input of every o_proj and
+    /// down_proj.
+    #[arg(long)]
+    subln: bool,
+    /// How the extra norms' gains start: calibrated (the mean RMS of each norm's input on the
+    /// first micro-batch) or one (the seed's).
+    #[arg(long = "norm-init", alias = "norm_init", default_value = defaults::NORM_INIT.name())]
+    norm_init: NormInit,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
@@ -220,9 +228,11 @@ impl TrainFlags {
                     quantizer: self.quant.quantizer()?,
                     post_attn_norm: self.rmsnorm_post_attn == 1,
                     quantize_lm_head: self.quantize_lm_head,
+                    subln: self.subln,
                 },
                 seq_len: self.seq_len,
                 loss_mask: self.loss_mask,
+                norm_init: self.norm_init,
             },
             save_steps: self
                 .save_steps

@@ -113,6 +113,15 @@ impl Printer {
                 plan.largest_buffer_name,
                 human_bytes(max_binding),
             )),
+            Event::Calibrated { gains } => {
+                let (lo, hi) = gains.iter().fold((f32::MAX, 0f32), |(lo, hi), (_, g)| {
+                    (lo.min(*g), hi.max(*g))
+                });
+                self.line(&format!(
+                    "{} extra norm gains start calibrated (the mean RMS of each norm's input on the first micro-batch): {lo:.4} to {hi:.4}",
+                    gains.len()
+                ))
+            }
             Event::Kernels(plan) => self.line(&format!(
                 "linear layers: {:?} kernels, λ-blend {:?} (measured fastest here)",
                 plan.variant, plan.blend
@@ -157,8 +166,8 @@ impl Printer {
                     human_bytes(m.packed_bytes),
                     m.hf_folder
                 ));
-                if m.rmsnorm_post_attn {
-                    self.line("note: the post-attention RMSNorm gains are in post_attn_norm.safetensors; a stock transformers model class ignores them");
+                if m.post_attn_norm_file.is_some() {
+                    self.line("note: the extra norms' gains (post-attention RMSNorm, SubLN) are in post_attn_norm.safetensors beside the packed file, which generate and eval read; hf/ is a stock Llama-family folder without them");
                 }
             }
             Event::Perplexity { label, result } => {

@@ -2,8 +2,6 @@
 //! a training run was made from (its base weights and its tokenized dataset), so that a resume can
 //! tell a corrupt checkpoint, another base model or another dataset from the run it continues.
 
-use std::collections::BTreeMap;
-
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Sequence;
@@ -28,8 +26,11 @@ pub fn checksum_parts(parts: &[&[u8]]) -> String {
 }
 
 /// The checksum of a set of named f32 tensors: every name, length and value (little-endian), in
-/// name order — the same for the same weights whatever file or dtype they were read from.
-pub fn weights_checksum(weights: &BTreeMap<String, Vec<f32>>) -> String {
+/// the order given (name order for a map) — the same for the same weights whatever file or dtype
+/// they were read from.
+pub fn weights_checksum<'a>(
+    weights: impl IntoIterator<Item = (&'a String, &'a Vec<f32>)>,
+) -> String {
     let mut h = Sha256::new();
     for (name, values) in weights {
         h.update((name.len() as u64).to_le_bytes());
@@ -57,6 +58,8 @@ pub fn sequences_checksum(seqs: &[Sequence]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -134,6 +134,22 @@ impl MemoryPlan {
         }
     }
 
+    /// The plan of a model with SubLN: its gains (with their gradients and moments) and, per layer
+    /// and token, the normed inputs of o_proj and down_proj and their 1/rms.
+    pub fn with_subln(mut self, c: &ModelConfig) -> Self {
+        let layers = c.num_hidden_layers as u64;
+        let width = (c.num_attention_heads * c.head_dim + c.intermediate_size) as u64;
+        let gains = 4 * layers * width;
+        let tokens = (self.batch * self.seq_len) as u64;
+        let acts = 4 * self.micro_batches.max(1) as u64 * tokens * layers * (width + 2);
+        self.weights += gains;
+        self.gradients += gains;
+        self.optimizer += 2 * gains;
+        self.activations += acts;
+        self.total += 4 * gains + acts;
+        self
+    }
+
     /// Weights, gradients and AdamW moments together.
     pub fn state(&self) -> u64 {
         self.weights + self.gradients + self.optimizer

@@ -16,23 +16,20 @@ fn cpu_model_matches_pytorch_float64() {
     for model_name in oracle::MODELS {
         let (model, params) = oracle::load(model_name);
         let cfg = &model.config;
-        for (variant, blend, post_attn_norm) in oracle::variants() {
+        for variant in oracle::variants() {
             let mut params = params.clone();
-            if post_attn_norm {
-                for l in 0..cfg.num_hidden_layers {
-                    params.insert(post_attn_norm_name(l), vec![1.0; cfg.hidden_size]);
-                }
-            }
+            params.extend(oracle::extra_params(model_name, &variant, cfg));
             let opts = ModelOptions {
-                blend,
-                post_attn_norm,
+                blend: variant.blend,
+                post_attn_norm: variant.post_attn_norm,
+                subln: variant.subln,
                 quantize_lm_head: false,
             };
             let out = loss_and_grads(cfg, &params, &tokens, &targets, &opts);
             let mut grad = |name: &str| out.grads.get(name).cloned();
             oracle::check(
                 model_name,
-                variant,
+                variant.name,
                 out.loss,
                 &out.logits,
                 out.grads.len(),
@@ -48,16 +45,121 @@ fn cpu_model_matches_pytorch_float64() {
 fn cpu_model_rope_scaling_matches_transformers() {
     let tokens = oracle::tokens();
     let targets = next_token_targets(&tokens, None);
-    let opts = ModelOptions {
-        blend: None,
-        post_attn_norm: false,
-        quantize_lm_head: false,
-    };
+    let opts = ModelOptions::default();
     let (model, params) = oracle::load("llama");
     let default = loss_and_grads(&model.config, &params, &tokens, &targets, &opts).logits;
     for rope_type in oracle::ROPE_TYPES {
         let (model, params) = oracle::load_rope(rope_type);
         let out = loss_and_grads(&model.config, &params, &tokens, &targets, &opts);
         oracle::check_rope(rope_type, &out.logits, &default);
+    }
+}
+
+/// The post-attention norm's calibrated start (each layer's gain = the mean RMS of its o_proj
+/// output on the batch, from the base model) keeps the model closer to the base model than the
+/// seed's gain 1: the logits at λ = 0 on the oracle's batch (relative L2 distance to the base
+/// model's).
+#[test]
+fn a_calibrated_post_attention_norm_starts_closer_to_the_base_model_than_gain_one() {
+    use bitnet_core::cpu::norm::mean_rms;
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    for model_name in oracle::MODELS {
+        let (model, params) = oracle::load(model_name);
+        let cfg = &model.config;
+        let plain = ModelOptions::default();
+        let base = loss_and_grads(cfg, &params, &tokens, &targets, &plain);
+        let rows: Vec<usize> = (0..tokens.len() * tokens[0].len()).collect();
+        let logits_with = |gain: &dyn Fn(usize) -> f32| {
+            let mut p = params.clone();
+            for l in 0..cfg.num_hidden_layers {
+                p.insert(post_attn_norm_name(l), vec![gain(l); cfg.hidden_size]);
+            }
+            let opts = ModelOptions {
+                post_attn_norm: true,
+                ..plain
+            };
+            loss_and_grads(cfg, &p, &tokens, &targets, &opts).logits
+        };
+        let d_one = oracle::rel_l2(&logits_with(&|_| 1.0), &base.logits);
+        let d_cal = oracle::rel_l2(
+            &logits_with(&|l| mean_rms(&base.o_out[l], cfg.hidden_size, &rows)),
+            &base.logits,
+        );
+        println!(
+            "{model_name}: logits off the base model's by {d_one:.4} with gain 1, {d_cal:.4} calibrated"
+        );
+        assert!(
+            d_cal < d_one / 2.0,
+            "{model_name}: calibrated ({d_cal}) is not closer to the base model than gain 1 ({d_one})"
+        );
+    }
+}
+
+/// A sliding window as long as the sequence (Mistral's `sliding_window`, here 12 = the oracle's
+/// sequence length) changes nothing: the logits equal transformers' with that window, and the
+/// model's context is the window (longer sequences are refused, see tests/hostile).
+#[test]
+fn a_sliding_window_as_long_as_the_sequence_matches_transformers() {
+    let (model, params, want) = oracle::load_window();
+    let tokens = oracle::tokens();
+    assert_eq!(model.config.context(), (tokens[0].len(), "sliding_window"));
+    let targets = next_token_targets(&tokens, None);
+    let out = loss_and_grads(
+        &model.config,
+        &params,
+        &tokens,
+        &targets,
+        &ModelOptions::default(),
+    );
+    oracle::assert_logits("mistral sliding window", &out.logits, &want);
+}
+
+/// SubLN's calibrated start (each gain = the mean RMS of that norm's input, the attention output or
+/// the SwiGLU output, in the base model) keeps the model closer to the base model than gains of 1:
+/// the logits at λ = 0 on the oracle's batch.
+#[test]
+fn calibrated_subln_starts_closer_to_the_base_model_than_gains_of_one() {
+    use bitnet_core::cpu::model::subln_names;
+    use bitnet_core::cpu::norm::mean_rms;
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    for model_name in oracle::MODELS {
+        let (model, params) = oracle::load(model_name);
+        let cfg = &model.config;
+        let plain = ModelOptions::default();
+        let base = loss_and_grads(cfg, &params, &tokens, &targets, &plain);
+        let rows: Vec<usize> = (0..tokens.len() * tokens[0].len()).collect();
+        let q = cfg.num_attention_heads * cfg.head_dim;
+        let logits_with = |calibrated: bool| {
+            let mut p = params.clone();
+            for l in 0..cfg.num_hidden_layers {
+                let [att, ffn] = subln_names(l);
+                let (ga, gf) = if calibrated {
+                    (
+                        mean_rms(&base.att[l], q, &rows),
+                        mean_rms(&base.h_act[l], cfg.intermediate_size, &rows),
+                    )
+                } else {
+                    (1.0, 1.0)
+                };
+                p.insert(att, vec![ga; q]);
+                p.insert(ffn, vec![gf; cfg.intermediate_size]);
+            }
+            let opts = ModelOptions {
+                subln: true,
+                ..plain
+            };
+            loss_and_grads(cfg, &p, &tokens, &targets, &opts).logits
+        };
+        let d_one = oracle::rel_l2(&logits_with(false), &base.logits);
+        let d_cal = oracle::rel_l2(&logits_with(true), &base.logits);
+        println!(
+            "{model_name}: SubLN logits off the base model's by {d_one:.4} with gains 1, {d_cal:.4} calibrated"
+        );
+        assert!(
+            d_cal < d_one / 2.0,
+            "{model_name}: calibrated ({d_cal}) is not closer to the base model than gains of 1 ({d_one})"
+        );
     }
 }

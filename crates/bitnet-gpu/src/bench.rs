@@ -619,6 +619,7 @@ pub async fn bench_train(
         quantizer: Quantizer::Absmean,
         post_attn_norm: false,
         quantize_lm_head: false,
+        subln: false,
     };
     let m = GpuModel::new(gpu, cfg, &weights, setup)?;
     let opt = Optimizer::new(gpu, &m, AdamConfig::default())?;

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name};
+use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name, subln_names};
 use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::param_table;
 use bitnet_core::sample::{SampleRng, Sampling, sample};
@@ -61,6 +61,8 @@ pub struct Generator {
     /// Every parameter's buffer and PyTorch shape.
     weights: BTreeMap<String, (wgpu::Buffer, Vec<usize>)>,
     post_attn_norm: bool,
+    /// SubLN gains on o_proj's and down_proj's inputs.
+    subln: bool,
     plan: GemmPlan,
 }
 
@@ -114,6 +116,7 @@ impl Generator {
     ) -> Result<Generator, GpuError> {
         let mut bufs = BTreeMap::new();
         let post_attn_norm = weights.contains_key(&post_attn_norm_name(0));
+        let subln = weights.contains_key(&subln_names(0)[0]);
         let mut names: Vec<(String, Vec<usize>)> = param_table(cfg)
             .into_iter()
             .map(|s| (s.name, s.shape))
@@ -122,6 +125,14 @@ impl Generator {
             names.extend(
                 (0..cfg.num_hidden_layers).map(|l| (post_attn_norm_name(l), vec![cfg.hidden_size])),
             );
+        }
+        if subln {
+            let q = cfg.num_attention_heads * cfg.head_dim;
+            for l in 0..cfg.num_hidden_layers {
+                let [att, ffn] = subln_names(l);
+                names.push((att, vec![q]));
+                names.push((ffn, vec![cfg.intermediate_size]));
+            }
         }
         for (name, shape) in names {
             let numel: usize = shape.iter().product();
@@ -145,6 +156,7 @@ impl Generator {
             cfg: cfg.clone(),
             weights: bufs,
             post_attn_norm,
+            subln,
             plan: gpu.gemm_plan(),
         })
     }
@@ -307,8 +319,18 @@ impl Generator {
                     )?);
                 }
             }
+            // SubLN normalises o_proj's input into qr (free after attention) and down_proj's into
+            // gate (free after SwiGLU).
+            let [g_att, g_ffn] = subln_names(l);
+            let o_in = if self.subln {
+                let g = self.w(&g_att);
+                ops.push(gpu.rmsnorm_forward(rows, hq * d, eps, &w.att, g, &w.rstd, &w.qr));
+                &w.qr
+            } else {
+                &w.att
+            };
             let o_name = format!("{att}.o_proj");
-            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, &w.att, &w.o);
+            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, o_in, &w.o);
             if self.post_attn_norm {
                 let g = self.w(&post_attn_norm_name(l));
                 ops.push(gpu.rmsnorm_forward(rows, h, POST_ATTN_NORM_EPS, &w.o, g, &w.rstd, &w.on));
@@ -339,13 +361,20 @@ impl Generator {
                 &w.up,
             );
             ops.push(gpu.swiglu_forward(rows * inter, &w.gate, &w.up, &w.hact));
+            let down_in = if self.subln {
+                let g = self.w(&g_ffn);
+                ops.push(gpu.rmsnorm_forward(rows, inter, eps, &w.hact, g, &w.rstd, &w.gate));
+                &w.gate
+            } else {
+                &w.hact
+            };
             self.linear(
                 gpu,
                 &mut ops,
                 rows,
                 &format!("{mlp}.down_proj"),
                 bias,
-                &w.hact,
+                down_in,
                 &w.o,
             );
             ops.push(gpu.accumulate(rows * h, &w.o, &w.x));

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name};
+use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name, subln_names};
+use bitnet_core::cpu::norm::mean_rms;
 use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::{Role, param_table};
 use bitnet_core::quant::Quantizer;
@@ -27,6 +28,26 @@ pub struct ModelSetup {
     pub quantizer: Quantizer,
     pub post_attn_norm: bool,
     pub quantize_lm_head: bool,
+    /// SubLN: a trained RMSNorm on the input of every o_proj and down_proj (BitNet b1.58's
+    /// sub-layer norms); batches need its buffers ([`GpuModel::batch`]).
+    #[serde(default)]
+    pub subln: bool,
+}
+
+/// Per layer, the mean RMS of the inputs of the norms a model may add ([`GpuModel::norm_input_rms`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NormInputRms {
+    /// The post-attention norm's input.
+    pub o_proj_output: Vec<f32>,
+    /// SubLN's input of o_proj.
+    pub attention_output: Vec<f32>,
+    /// SubLN's input of down_proj.
+    pub swiglu_output: Vec<f32>,
+}
+
+/// Whether `name` is the gain of a norm the base model does not have (it starts at 1 unless given).
+pub fn is_extra_norm(name: &str) -> bool {
+    name.ends_with("post_attn_norm.weight") || name.ends_with("_sub_norm.weight")
 }
 
 struct Param {
@@ -91,9 +112,17 @@ impl GpuModel {
                     && cfg.tie_word_embeddings
                     && spec.role == Role::Embedding);
             specs.push((spec.name.clone(), spec.shape.clone(), ternary));
-            if setup.post_attn_norm && spec.name.ends_with("post_attention_layernorm.weight") {
+            if spec.name.ends_with("post_attention_layernorm.weight") {
                 let l = layer_of(&spec.name);
-                specs.push((post_attn_norm_name(l), vec![cfg.hidden_size], false));
+                if setup.post_attn_norm {
+                    specs.push((post_attn_norm_name(l), vec![cfg.hidden_size], false));
+                }
+                if setup.subln {
+                    let [att, ffn] = subln_names(l);
+                    let q = cfg.num_attention_heads * cfg.head_dim;
+                    specs.push((att, vec![q], false));
+                    specs.push((ffn, vec![cfg.intermediate_size], false));
+                }
             }
         }
         let mut params = BTreeMap::new();
@@ -104,7 +133,7 @@ impl GpuModel {
             let ones;
             let values = match weights.get(&name) {
                 Some(v) => v.as_slice(),
-                None if name.ends_with("post_attn_norm.weight") => {
+                None if is_extra_norm(&name) => {
                     ones = vec![1f32; numel];
                     &ones
                 }
@@ -191,6 +220,45 @@ impl GpuModel {
         self.params
             .get(name)
             .map_or(Vec::new(), |p| p.shape.clone())
+    }
+
+    /// A batch with the buffers this model's passes need (SubLN's when it has them).
+    pub fn batch(
+        &self,
+        gpu: &Gpu,
+        tokens: &[Vec<u32>],
+        targets: &[i32],
+    ) -> Result<Batch, GpuError> {
+        Batch::alloc(gpu, &self.cfg, tokens, targets, self.setup.subln)
+    }
+
+    /// After a forward pass over `batch`: per layer, the mean RMS over the rows `rows` (its real
+    /// tokens) of the inputs of the norms a model may add — o_proj's output (the post-attention
+    /// norm's), the attention output and the SwiGLU output (SubLN's) — the calibrated start of
+    /// their gains.
+    pub async fn norm_input_rms(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        rows: &[usize],
+    ) -> Result<NormInputRms, GpuError> {
+        let cfg = &self.cfg;
+        let (h, q, inter) = (
+            cfg.hidden_size,
+            cfg.num_attention_heads * cfg.head_dim,
+            cfg.intermediate_size,
+        );
+        let n = (batch.b * batch.t) as usize;
+        let mut out = NormInputRms::default();
+        for la in &batch.acts.layers {
+            let o = gpu.read_f32("o_proj output", &la.o_out, n * h).await?;
+            out.o_proj_output.push(mean_rms(&o, h, rows));
+            let att = gpu.read_f32("attention output", &la.att, n * q).await?;
+            out.attention_output.push(mean_rms(&att, q, rows));
+            let act = gpu.read_f32("SwiGLU output", &la.hact, n * inter).await?;
+            out.swiglu_output.push(mean_rms(&act, inter, rows));
+        }
+        Ok(out)
     }
 
     /// Ops that zero every gradient (the start of an optimizer step).
@@ -344,13 +412,38 @@ impl GpuModel {
             ops.extend(
                 gpu.attention_forward(attn_shape, &la.qr, &la.kr, &la.v, &la.att, &la.astats)?,
             );
+            let [g_att, g_ffn] = subln_names(l);
+            let sub = match (&la.sub, self.setup.subln) {
+                (Some(s), true) => Some(s),
+                (None, true) => {
+                    return Err(GpuError::Input(
+                        "a SubLN model needs a batch with SubLN buffers (GpuModel::batch)".into(),
+                    ));
+                }
+                _ => None,
+            };
+            let o_in = match sub {
+                Some(s) => {
+                    ops.push(gpu.rmsnorm_forward(
+                        n,
+                        hq * d,
+                        eps,
+                        &la.att,
+                        w(&g_att),
+                        &s.rstd_att,
+                        &s.att_n,
+                    ));
+                    &s.att_n
+                }
+                None => &la.att,
+            };
             linear(
                 &mut ops,
                 &format!("{att}.o_proj"),
                 cfg.o_bias,
                 hq * d,
                 h,
-                &la.att,
+                o_in,
                 &la.o_out,
             );
             let attn_out = if self.setup.post_attn_norm {
@@ -391,13 +484,28 @@ impl GpuModel {
                 &la.up,
             );
             ops.push(gpu.swiglu_forward(n * inter, &la.gate, &la.up, &la.hact));
+            let down_in = match sub {
+                Some(s) => {
+                    ops.push(gpu.rmsnorm_forward(
+                        n,
+                        inter,
+                        eps,
+                        &la.hact,
+                        w(&g_ffn),
+                        &s.rstd_h,
+                        &s.h_n,
+                    ));
+                    &s.h_n
+                }
+                None => &la.hact,
+            };
             linear(
                 &mut ops,
                 &format!("{mlp}.down_proj"),
                 cfg.mlp_bias,
                 inter,
                 h,
-                &la.hact,
+                down_in,
                 &a.tmp_h,
             );
             ops.push(gpu.add(n * h, &la.x_mid, &a.tmp_h, &a.x[l + 1]));
@@ -474,18 +582,31 @@ impl GpuModel {
         };
         for (l, la) in a.layers.iter().enumerate().rev() {
             let pre = format!("model.layers.{l}");
-            // MLP block.
+            // MLP block (with SubLN, d(down's input) goes through dgate, free until SwiGLU's
+            // backward, to dh).
             let mlp = format!("{pre}.mlp");
+            let [g_att, g_ffn] = subln_names(l);
+            let sub = la.sub.as_ref().filter(|_| self.setup.subln);
+            let (down_in, d_down_in) = match sub {
+                Some(s) => (&s.h_n, &a.dgate),
+                None => (&la.hact, &a.dh),
+            };
             linear_back(
                 &mut ops,
                 &format!("{mlp}.down_proj"),
                 cfg.mlp_bias,
                 inter,
                 h,
-                &la.hact,
+                down_in,
                 &a.dx,
-                &a.dh,
+                d_down_in,
             );
+            if let Some(s) = sub {
+                let g = self.param(&g_ffn);
+                ops.extend(gpu.rmsnorm_backward(
+                    n, inter, &la.hact, &g.buf, &a.dgate, &s.rstd_h, &a.dh, &g.grad,
+                ));
+            }
             ops.push(gpu.swiglu_backward(n * inter, &la.gate, &la.up, &a.dh, &a.dgate, &a.dup));
             linear_back(
                 &mut ops,
@@ -539,16 +660,34 @@ impl GpuModel {
                 &a.dx
             };
             let att = format!("{pre}.self_attn");
+            // With SubLN, d(o_proj's input) goes through dqr, free until attention's backward.
+            let (o_in, d_o_in) = match sub {
+                Some(s) => (&s.att_n, &a.dqr),
+                None => (&la.att, &a.datt),
+            };
             linear_back(
                 &mut ops,
                 &format!("{att}.o_proj"),
                 cfg.o_bias,
                 hq * d,
                 h,
-                &la.att,
+                o_in,
                 d_attn_out,
-                &a.datt,
+                d_o_in,
             );
+            if let Some(s) = sub {
+                let g = self.param(&g_att);
+                ops.extend(gpu.rmsnorm_backward(
+                    n,
+                    hq * d,
+                    &la.att,
+                    &g.buf,
+                    &a.dqr,
+                    &s.rstd_att,
+                    &a.datt,
+                    &g.grad,
+                ));
+            }
             ops.extend(gpu.attention_backward(
                 attn_shape, &la.qr, &la.kr, &la.v, &la.att, &la.astats, &a.datt, &a.dqr, &a.dkv,
             )?);
@@ -647,6 +786,15 @@ struct LayerActs {
     gate: wgpu::Buffer,
     up: wgpu::Buffer,
     hact: wgpu::Buffer,
+    /// SubLN's normed inputs of o_proj and down_proj and their 1/rms (batches for SubLN models).
+    sub: Option<SubActs>,
+}
+
+struct SubActs {
+    att_n: wgpu::Buffer,
+    rstd_att: wgpu::Buffer,
+    h_n: wgpu::Buffer,
+    rstd_h: wgpu::Buffer,
 }
 
 /// Activations kept for the backward pass, and the backward's working buffers.
@@ -694,12 +842,23 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// `tokens` (B sequences of T ids) and `targets` (B·T, −1 where not trained on).
+    /// `tokens` (B sequences of T ids) and `targets` (B·T, −1 where not trained on), for a model
+    /// without SubLN (else [`GpuModel::batch`]).
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         tokens: &[Vec<u32>],
         targets: &[i32],
+    ) -> Result<Batch, GpuError> {
+        Self::alloc(gpu, cfg, tokens, targets, false)
+    }
+
+    fn alloc(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        tokens: &[Vec<u32>],
+        targets: &[i32],
+        subln: bool,
     ) -> Result<Batch, GpuError> {
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
@@ -757,6 +916,16 @@ impl Batch {
                 gate: f("gate", n * inter)?,
                 up: f("up", n * inter)?,
                 hact: f("swiglu", n * inter)?,
+                sub: if subln {
+                    Some(SubActs {
+                        att_n: f("attention subln", n * qd)?,
+                        rstd_att: f("rstd attention subln", n)?,
+                        h_n: f("swiglu subln", n * inter)?,
+                        rstd_h: f("rstd swiglu subln", n)?,
+                    })
+                } else {
+                    None
+                },
             });
         }
         let acts = Acts {

@@ -28,7 +28,7 @@ use bitnet_core::schedule::{Schedule, cosine_lr};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::model::{Batch, GpuModel, ModelSetup};
+use crate::model::{GpuModel, ModelSetup};
 use crate::optimizer::{AdamConfig, Optimizer};
 
 /// The checkpoint format this trainer writes and reads.
@@ -59,6 +59,44 @@ pub struct TrainSettings {
     /// Tokens per training sequence (longer samples are truncated).
     pub seq_len: usize,
     pub loss_mask: LossMask,
+    /// How the post-attention norm's gains start (when there is one).
+    #[serde(default)]
+    pub norm_init: NormInit,
+}
+
+/// How the gains of the post-attention norm start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormInit {
+    /// 1 (the seed's): the norm's output has unit RMS per token, far from the scale of a
+    /// pretrained model's o_proj output, so the model starts far from the base model.
+    #[default]
+    One,
+    /// Each layer's gain is the mean RMS of its o_proj output over the run's first micro-batch
+    /// (the base model, λ = 0), so the norm starts close to keeping the output's scale.
+    Calibrated,
+}
+
+impl NormInit {
+    pub fn name(self) -> &'static str {
+        match self {
+            NormInit::One => "one",
+            NormInit::Calibrated => "calibrated",
+        }
+    }
+}
+
+impl std::str::FromStr for NormInit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "one" => Ok(NormInit::One),
+            "calibrated" => Ok(NormInit::Calibrated),
+            _ => Err(format!(
+                "norm init must be `one` or `calibrated`, not `{s}`"
+            )),
+        }
+    }
 }
 
 impl TrainSettings {
@@ -264,7 +302,12 @@ impl Trainer {
         let model = GpuModel::new(gpu, cfg, weights, settings.setup)?;
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
         let mut t = Trainer {
-            base_checksum: weights_checksum(weights),
+            // The base model's own parameters (not the gains of norms it does not have).
+            base_checksum: weights_checksum(
+                weights
+                    .iter()
+                    .filter(|(name, _)| param_table(cfg).iter().any(|p| &p.name == *name)),
+            ),
             data_checksum: sequences_checksum(&data),
             optimizer,
             model,
@@ -315,7 +358,7 @@ impl Trainer {
         let mut batches = Vec::with_capacity(s.grad_accum);
         for _ in 0..s.grad_accum {
             let b = pad_batch(&self.next_sequences(), self.pad_id);
-            batches.push(Batch::new(gpu, &self.model.cfg, &b.tokens, &b.targets)?);
+            batches.push(self.model.batch(gpu, &b.tokens, &b.targets)?);
         }
         let total: u32 = batches.iter().map(|b| b.n_valid).sum();
         let mut ops = self.model.zero_grads();

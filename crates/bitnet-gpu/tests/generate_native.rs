@@ -137,3 +137,50 @@ fn sequences_of_a_batch_end_at_their_own_eos_or_budget() {
         assert!(!short.ended[i]);
     }
 }
+
+/// A model with SubLN gains (the oracle's, on the llama fixture): every greedy step's logits equal
+/// the CPU reference model's (itself checked against PyTorch) at the last position of the sequence
+/// so far, so the KV-cache path applies the sub-layer norms as training does.
+#[test]
+fn greedy_generation_of_a_subln_model_matches_the_cpu_reference() {
+    use bitnet_core::cpu::model::{ModelOptions, loss_and_grads, next_token_targets};
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let (model, mut params) = oracle::load("llama");
+    let cfg = &model.config;
+    let variant = oracle::variants().into_iter().find(|v| v.subln).unwrap();
+    params.extend(oracle::extra_params("llama", &variant, cfg));
+    let gen_ = Generator::new(&gpu, cfg, &params).unwrap();
+    let prompt = fixture("llama").prompts[0].ids.clone();
+    let out = pollster::block_on(gen_.generate(
+        &gpu,
+        std::slice::from_ref(&prompt),
+        &greedy(4, vec![]),
+        &|| 0.0,
+        &mut |_, _| {},
+    ))
+    .unwrap();
+    let opts = ModelOptions {
+        subln: true,
+        ..ModelOptions::default()
+    };
+    let vocab = cfg.vocab_size;
+    for (step, got) in out.logits[0].iter().enumerate() {
+        let mut seq = prompt.clone();
+        seq.extend(&out.tokens[0][..step]);
+        let tokens = vec![seq];
+        let targets = next_token_targets(&tokens, None);
+        let want = loss_and_grads(cfg, &params, &tokens, &targets, &opts).logits;
+        let last = &want[want.len() - vocab..];
+        let max = last.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = got
+            .iter()
+            .zip(last)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-3 * max,
+            "step {step}: logits differ by {worst:e} (max |logit| {max})"
+        );
+    }
+}

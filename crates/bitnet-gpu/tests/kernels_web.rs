@@ -43,8 +43,9 @@ async fn every_kernel_matches_its_cpu_reference_in_browser() {
     );
 }
 
-/// One forward and backward pass of the llama fixture at λ = 0.5 in the browser gives the loss that
-/// the native build and PyTorch (float64) give, within 1e-4 relative.
+/// One forward and backward pass of the llama fixture at λ = 0.5 in the browser, plain and with
+/// SubLN, gives the loss that the native build and PyTorch (float64) give, within 1e-4 relative;
+/// the extra norms' calibration pass runs there too.
 #[wasm_bindgen_test]
 async fn one_training_pass_gives_the_native_loss_in_browser() {
     use std::collections::BTreeMap;
@@ -53,7 +54,7 @@ async fn one_training_pass_gives_the_native_loss_in_browser() {
     use bitnet_core::model::{MemoryFiles, Model};
     use bitnet_core::quant::Quantizer;
     use bitnet_core::safetensors::SafeTensors;
-    use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+    use bitnet_gpu::model::{GpuModel, ModelSetup};
 
     let gpu = match Gpu::new().await {
         Ok(g) => g,
@@ -75,39 +76,76 @@ async fn one_training_pass_gives_the_native_loss_in_browser() {
     let tokens: Vec<Vec<u32>> =
         serde_json::from_slice(include_bytes!("../../../tests/fixtures/oracle/tokens.json"))
             .unwrap();
-    let oracle_bytes =
-        include_bytes!("../../../tests/fixtures/oracle/llama/absmean-l0.5.safetensors");
-    let oracle = SafeTensors::parse("absmean-l0.5.safetensors", oracle_bytes).unwrap();
-    let want = oracle.to_f32(oracle.get("loss").unwrap()).unwrap()[0];
-
     let targets = next_token_targets(&tokens, None);
-    let setup = ModelSetup {
-        quantizer: Quantizer::Absmean,
-        post_attn_norm: false,
-        quantize_lm_head: false,
-    };
-    let m = GpuModel::new(&gpu, &model.config, &weights, setup).unwrap();
-    let batch = Batch::new(&gpu, &model.config, &tokens, &targets).unwrap();
-    gpu.submit(&m.forward_backward(&gpu, &batch, Some(0.5)).unwrap());
-    let n = tokens.len() * tokens[0].len();
-    let loss: f32 = gpu
-        .read_f32("loss", &batch.loss, n)
-        .await
-        .unwrap()
-        .iter()
-        .sum();
-    console_log!("loss {loss} in the browser, {want} in PyTorch");
-    assert!(
-        ((loss - want) / want).abs() <= 1e-4,
-        "browser loss {loss} vs PyTorch {want}"
-    );
-    // The gradients reached the parameters too.
-    let g = m.grad("model.layers.0.self_attn.q_proj.weight").unwrap();
-    let dq = gpu
-        .read_f32("dq", g, m.numel("model.layers.0.self_attn.q_proj.weight"))
-        .await
-        .unwrap();
-    assert!(dq.iter().any(|x| *x != 0.0), "no gradient reached q_proj");
+    let variants: [(&str, &[u8], bool); 2] = [
+        (
+            "absmean-l0.5",
+            include_bytes!("../../../tests/fixtures/oracle/llama/absmean-l0.5.safetensors"),
+            false,
+        ),
+        (
+            "absmean-l0.5-subln",
+            include_bytes!("../../../tests/fixtures/oracle/llama/absmean-l0.5-subln.safetensors"),
+            true,
+        ),
+    ];
+    for (variant, oracle_bytes, subln) in variants {
+        let oracle = SafeTensors::parse(variant, oracle_bytes).unwrap();
+        let want = oracle.to_f32(oracle.get("loss").unwrap()).unwrap()[0];
+        // SubLN's gains as the oracle drew them.
+        let mut weights = weights.clone();
+        for t in &oracle.header.tensors {
+            if let Some(name) = t.name.strip_prefix("param.") {
+                weights.insert(name.to_string(), oracle.to_f32(t).unwrap());
+            }
+        }
+        let setup = ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: false,
+            subln,
+        };
+        let m = GpuModel::new(&gpu, &model.config, &weights, setup).unwrap();
+        let batch = m.batch(&gpu, &tokens, &targets).unwrap();
+        gpu.submit(&m.forward_backward(&gpu, &batch, Some(0.5)).unwrap());
+        let n = tokens.len() * tokens[0].len();
+        let loss: f32 = gpu
+            .read_f32("loss", &batch.loss, n)
+            .await
+            .unwrap()
+            .iter()
+            .sum();
+        console_log!("{variant}: loss {loss} in the browser, {want} in PyTorch");
+        assert!(
+            ((loss - want) / want).abs() <= 1e-4,
+            "{variant}: browser loss {loss} vs PyTorch {want}"
+        );
+        // The gradients reached the parameters too (SubLN's gains included).
+        for name in [
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.1.mlp.ffn_sub_norm.weight",
+        ] {
+            let Some(g) = m.grad(name) else {
+                assert!(!subln, "{variant}: no {name}");
+                continue;
+            };
+            let d = gpu.read_f32(name, g, m.numel(name)).await.unwrap();
+            assert!(
+                d.iter().any(|x| *x != 0.0),
+                "{variant}: no gradient reached {name}"
+            );
+        }
+        // The calibration pass reads the norms' inputs back in the browser too.
+        let rows: Vec<usize> = (0..n).collect();
+        let rms = m.norm_input_rms(&gpu, &batch, &rows).await.unwrap();
+        assert!(
+            rms.o_proj_output
+                .iter()
+                .chain(&rms.swiglu_output)
+                .all(|r| r.is_finite() && *r > 0.0),
+            "{variant}: {rms:?}"
+        );
+    }
 }
 
 /// Greedy generation with the KV cache in the browser: the llama fixture's three oracle prompts, in

@@ -20,14 +20,18 @@ fn gpu_model_matches_pytorch_float64() {
     for model_name in oracle::MODELS {
         let (model, params) = oracle::load(model_name);
         let cfg = &model.config;
-        for (variant, blend, post_attn_norm) in oracle::variants() {
+        for variant in oracle::variants() {
+            let blend = variant.blend;
             let setup = ModelSetup {
                 quantizer: blend.map_or(Quantizer::Absmean, |b| b.0),
-                post_attn_norm,
+                post_attn_norm: variant.post_attn_norm,
                 quantize_lm_head: false,
+                subln: variant.subln,
             };
+            let mut params = params.clone();
+            params.extend(oracle::extra_params(model_name, &variant, cfg));
             let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
-            let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+            let batch = m.batch(&gpu, &tokens, &targets).unwrap();
             let ops = m
                 .forward_backward(&gpu, &batch, blend.map(|b| b.1))
                 .unwrap();
@@ -44,7 +48,14 @@ fn gpu_model_matches_pytorch_float64() {
                 let buf = m.grad(name)?;
                 Some(pollster::block_on(gpu.read_f32(name, buf, m.numel(name))).unwrap())
             };
-            oracle::check(model_name, variant, loss, &logits, m.names.len(), &mut grad);
+            oracle::check(
+                model_name,
+                variant.name,
+                loss,
+                &logits,
+                m.names.len(),
+                &mut grad,
+            );
         }
     }
 }
@@ -64,14 +75,15 @@ fn gpu_model_with_a_quantized_lm_head_matches_the_cpu_reference() {
         let blend = Some((Quantizer::Absmean, 0.5));
         let opts = ModelOptions {
             blend,
-            post_attn_norm: false,
             quantize_lm_head: true,
+            ..ModelOptions::default()
         };
         let want = loss_and_grads(cfg, &params, &tokens, &targets, &opts);
         let setup = ModelSetup {
             quantizer: Quantizer::Absmean,
             post_attn_norm: false,
             quantize_lm_head: true,
+            subln: false,
         };
         let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
         let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
@@ -126,6 +138,7 @@ fn an_inference_model_has_no_gradients_and_the_same_loss() {
         quantizer: Quantizer::Absmean,
         post_attn_norm: false,
         quantize_lm_head: false,
+        subln: false,
     };
     let weight_bytes: u64 = params.values().map(|v| 4 * v.len() as u64).sum();
     let before = gpu.allocated_bytes();
@@ -165,6 +178,7 @@ fn gpu_logits(
         quantizer: Quantizer::Absmean,
         post_attn_norm: false,
         quantize_lm_head: false,
+        subln: false,
     };
     let m = GpuModel::new(gpu, cfg, params, setup).unwrap();
     let batch = Batch::new(gpu, cfg, tokens, &targets).unwrap();
@@ -187,4 +201,69 @@ fn gpu_model_rope_scaling_matches_transformers() {
         let logits = gpu_logits(&gpu, &model.config, &params, &tokens);
         oracle::check_rope(rope_type, &logits, &default);
     }
+}
+
+/// The extra norms' calibration on the GPU (each layer's mean RMS of the o_proj output, the
+/// attention output and the SwiGLU output over the real tokens) equals the CPU reference model's.
+#[test]
+fn gpu_calibration_of_the_extra_norms_matches_the_cpu_reference() {
+    use bitnet_core::cpu::model::{ModelOptions, loss_and_grads};
+    use bitnet_core::cpu::norm::mean_rms;
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    // The second sequence's last 4 positions stand for padding: not counted.
+    let t = tokens[0].len();
+    let rows: Vec<usize> = (0..t).chain(t..2 * t - 4).collect();
+    for model_name in oracle::MODELS {
+        let (model, params) = oracle::load(model_name);
+        let cfg = &model.config;
+        let setup = ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: false,
+            subln: false,
+        };
+        let m = GpuModel::for_inference(&gpu, cfg, &params, setup).unwrap();
+        let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+        gpu.submit(&m.forward_loss(&gpu, &batch, None).unwrap());
+        let got = pollster::block_on(m.norm_input_rms(&gpu, &batch, &rows)).unwrap();
+        let cpu = loss_and_grads(cfg, &params, &tokens, &targets, &ModelOptions::default());
+        let q = cfg.num_attention_heads * cfg.head_dim;
+        for l in 0..cfg.num_hidden_layers {
+            for (what, g, x, width) in [
+                (
+                    "o_proj output",
+                    got.o_proj_output[l],
+                    &cpu.o_out[l],
+                    cfg.hidden_size,
+                ),
+                ("attention output", got.attention_output[l], &cpu.att[l], q),
+                (
+                    "SwiGLU output",
+                    got.swiglu_output[l],
+                    &cpu.h_act[l],
+                    cfg.intermediate_size,
+                ),
+            ] {
+                let want = mean_rms(x, width, &rows);
+                assert!(
+                    ((g - want) / want).abs() < 1e-4,
+                    "{model_name} layer {l} {what}: GPU {g}, CPU {want}"
+                );
+            }
+        }
+    }
+}
+
+/// A sliding window as long as the sequence changes nothing on the GPU either: transformers'
+/// logits for the mistral fixture with `sliding_window` 12.
+#[test]
+fn gpu_model_with_a_sliding_window_as_long_as_the_sequence_matches_transformers() {
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let (model, params, want) = oracle::load_window();
+    let logits = gpu_logits(&gpu, &model.config, &params, &oracle::tokens());
+    oracle::assert_logits("mistral sliding window (GPU)", &logits, &want);
 }

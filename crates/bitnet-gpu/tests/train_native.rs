@@ -30,6 +30,10 @@ fn trainer(gpu: &Gpu, steps: u64) -> Trainer {
 }
 
 fn trainer_with(gpu: &Gpu, steps: u64, freeze_embeddings: bool) -> Trainer {
+    trainer_of(gpu, steps, freeze_embeddings, false)
+}
+
+fn trainer_of(gpu: &Gpu, steps: u64, freeze_embeddings: bool, subln: bool) -> Trainer {
     let (model, weights) = oracle::load("llama");
     let tok =
         Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap()).unwrap();
@@ -72,9 +76,11 @@ fn trainer_with(gpu: &Gpu, steps: u64, freeze_embeddings: bool) -> Trainer {
             quantizer: Quantizer::Absmean,
             post_attn_norm: false,
             quantize_lm_head: false,
+            subln,
         },
         seq_len: 32,
         loss_mask: LossMask::All,
+        norm_init: Default::default(),
     };
     Trainer::new(gpu, &model.config, &weights, data, 2, settings).unwrap()
 }
@@ -190,16 +196,21 @@ fn the_memory_plan_matches_what_training_allocates() {
     use bitnet_core::summary::MemoryPlan;
 
     let gpu = gpu();
-    let before = gpu.allocated_bytes();
-    let mut t = trainer(&gpu, 3);
-    pollster::block_on(t.step(&gpu)).unwrap();
-    let used = gpu.allocated_bytes() - before;
-    let s = &t.settings;
-    let plan = MemoryPlan::new(&t.model.cfg, s.bsz, s.seq_len, s.grad_accum);
-    let ratio = used as f64 / plan.total as f64;
-    assert!(
-        (0.9..=1.1).contains(&ratio),
-        "allocated {used} bytes, the plan says {} ({ratio:.3})",
-        plan.total
-    );
+    for subln in [false, true] {
+        let before = gpu.allocated_bytes();
+        let mut t = trainer_of(&gpu, 3, false, subln);
+        pollster::block_on(t.step(&gpu)).unwrap();
+        let used = gpu.allocated_bytes() - before;
+        let s = &t.settings;
+        let mut plan = MemoryPlan::new(&t.model.cfg, s.bsz, s.seq_len, s.grad_accum);
+        if subln {
+            plan = plan.with_subln(&t.model.cfg);
+        }
+        let ratio = used as f64 / plan.total as f64;
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "SubLN {subln}: allocated {used} bytes, the plan says {} ({ratio:.3})",
+            plan.total
+        );
+    }
 }

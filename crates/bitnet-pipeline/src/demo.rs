@@ -20,7 +20,7 @@ use bitnet_gpu::trainer::TrainSettings;
 
 use crate::error::{PipelineError, Result};
 use crate::run::RunConfig;
-use crate::train::{TrainJob, default_save_steps};
+use crate::train::{TrainJob, default_save_steps, defaults};
 
 /// The demo model's tokenizer.
 const DEMO_TOKENIZER: &str = include_str!("../assets/demo-tokenizer.json");
@@ -125,9 +125,11 @@ pub fn demo_train_job() -> TrainJob {
                 quantizer: Quantizer::Absmean,
                 post_attn_norm: false,
                 quantize_lm_head: false,
+                subln: false,
             },
             seq_len: 128,
             loss_mask: LossMask::All,
+            norm_init: defaults::NORM_INIT,
         },
         save_steps: default_save_steps(steps),
         save_total_limit: 2,

@@ -5,7 +5,7 @@
 use bitnet_core::dataset::{LossMask, pad_batch, parse_jsonl};
 use bitnet_core::limits::at_least;
 use bitnet_core::quant::Quantizer;
-use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+use bitnet_gpu::model::{GpuModel, ModelSetup};
 
 use crate::Ctx;
 use crate::error::{PipelineError, Result};
@@ -56,6 +56,7 @@ pub async fn perplexity(
         quantizer: Quantizer::Absmean,
         post_attn_norm: m.post_attn_norm(),
         quantize_lm_head: false,
+        subln: m.subln(),
     };
     let seqs = tokenize_dataset(
         &m.tokenizer,
@@ -71,7 +72,7 @@ pub async fn perplexity(
     for chunk in seqs.chunks(opts.bsz) {
         ctx.control.between_steps().await?;
         let padded = pad_batch(chunk, pad);
-        let batch = Batch::new(gpu, cfg, &padded.tokens, &padded.targets)?;
+        let batch = gm.batch(gpu, &padded.tokens, &padded.targets)?;
         if batch.n_valid == 0 {
             continue;
         }

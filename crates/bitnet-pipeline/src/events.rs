@@ -64,6 +64,10 @@ pub enum Event {
     },
     /// The linear-layer kernels measured fastest on this adapter.
     Kernels(GemmPlan),
+    /// The extra norms' gains start calibrated: (gain name, value) of each.
+    Calibrated {
+        gains: Vec<(String, f32)>,
+    },
     /// A run continues from a checkpoint (or finds none and starts at step 0). `skipped`: newer
     /// checkpoints that were corrupt, each `file: reason`.
     Resumed {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bitnet_core::cpu::model::next_token_targets;
 use bitnet_core::model::ModelFiles;
 use bitnet_core::safetensors::{OwnedTensor, serialize};
-use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+use bitnet_gpu::model::{GpuModel, ModelSetup};
 
 use crate::Ctx;
 use crate::error::{PipelineError, Result};
@@ -53,9 +53,10 @@ pub async fn grads<F: ModelFiles>(
         )));
     }
     let targets = next_token_targets(tokens, None);
-    let batch = Batch::new(gpu, cfg, tokens, &targets)
-        .map_err(|e| PipelineError::Invalid(format!("{tokens_name}: {e}")))?;
     let m = GpuModel::new(gpu, cfg, &weights, setup)?;
+    let batch = m
+        .batch(gpu, tokens, &targets)
+        .map_err(|e| PipelineError::Invalid(format!("{tokens_name}: {e}")))?;
     let blend = (lambda > 0.0).then_some(lambda);
     gpu.submit(&m.forward_backward(gpu, &batch, blend)?);
     let (b, t) = (tokens.len(), tokens[0].len());

@@ -42,6 +42,12 @@ impl Loaded {
             .contains_key(&cpu::model::post_attn_norm_name(0))
     }
 
+    /// Whether the weights carry trained SubLN gains.
+    pub fn subln(&self) -> bool {
+        let [att, _] = cpu::model::subln_names(0);
+        self.weights.contains_key(&att)
+    }
+
     /// The prompt's token ids: the text as is (with the tokenizer's special tokens, like
     /// `tokenizer(text)`), or through the chat template (its own special tokens, like
     /// `apply_chat_template`), truncated to `max_tokens`.
@@ -161,8 +167,8 @@ pub fn tokenizer_of(name: &str, model: &Model) -> Result<Tokenizer> {
     Tokenizer::from_bytes("tokenizer.json", bytes).map_err(|e| PipelineError::input(name, e))
 }
 
-/// A packed file's model with its ternary weights as γ·q, and the post-attention norm gains of
-/// `gains` (file name, bytes) when given.
+/// A packed file's model with its ternary weights as γ·q, and the extra norms' gains of `gains`
+/// (file name, bytes: the post-attention norm's and/or SubLN's, every layer's) when given.
 pub async fn load_packed(
     name: &str,
     bytes: &[u8],
@@ -175,15 +181,30 @@ pub async fn load_packed(
     let mut weights = model.all_f32(&files).await.map_err(err)?;
     if let Some((file, b)) = gains {
         let st = SafeTensors::parse(&file, &b).map_err(|e| PipelineError::input(&file, e))?;
-        for l in 0..model.config.num_hidden_layers {
-            let n = cpu::model::post_attn_norm_name(l);
-            let info = st
-                .get(&n)
-                .ok_or_else(|| PipelineError::Invalid(format!("{file}: tensor {n} is missing")))?;
-            let values = st
-                .to_f32(info)
-                .map_err(|e| PipelineError::input(&file, e))?;
-            weights.insert(n, values);
+        let layers = model.config.num_hidden_layers;
+        let post: Vec<String> = (0..layers).map(cpu::model::post_attn_norm_name).collect();
+        let sub: Vec<String> = (0..layers).flat_map(cpu::model::subln_names).collect();
+        let mut found = false;
+        for names in [post, sub] {
+            if !names.iter().any(|n| st.get(n).is_some()) {
+                continue;
+            }
+            found = true;
+            for n in names {
+                let info = st.get(&n).ok_or_else(|| {
+                    PipelineError::Invalid(format!("{file}: tensor {n} is missing"))
+                })?;
+                let values = st
+                    .to_f32(info)
+                    .map_err(|e| PipelineError::input(&file, e))?;
+                weights.insert(n, values);
+            }
+        }
+        if !found {
+            return Err(PipelineError::Invalid(format!(
+                "{file}: no norm gains in it (tensor {} is missing)",
+                cpu::model::post_attn_norm_name(0)
+            )));
         }
     }
     let eos = eos_ids(model.config_json.as_bytes(), None).map_err(err)?;

@@ -301,6 +301,8 @@ pub struct TrainForm {
     pub threshold: RwSignal<String>,
     pub scale: RwSignal<String>,
     pub post_attn_norm: RwSignal<bool>,
+    pub subln: RwSignal<bool>,
+    pub norm_init: RwSignal<String>,
     pub quantize_lm_head: RwSignal<bool>,
     pub freeze_embeddings: RwSignal<bool>,
     pub seq_len: RwSignal<String>,
@@ -328,6 +330,8 @@ impl TrainForm {
             threshold: s(&DEFAULT_THRESHOLD_RATIO.to_string()),
             scale: s("optimal"),
             post_attn_norm: RwSignal::new(true),
+            subln: RwSignal::new(false),
+            norm_init: s(""),
             quantize_lm_head: RwSignal::new(false),
             freeze_embeddings: RwSignal::new(false),
             seq_len: s(""),
@@ -365,6 +369,8 @@ impl TrainForm {
             }
         }
         self.post_attn_norm.set(s.setup.post_attn_norm);
+        self.subln.set(s.setup.subln);
+        self.norm_init.set(s.norm_init.name().into());
         self.quantize_lm_head.set(s.setup.quantize_lm_head);
         self.freeze_embeddings.set(s.freeze_embeddings);
         self.seq_len.set(s.seq_len.to_string());
@@ -417,6 +423,8 @@ impl TrainForm {
         s.schedule = self.schedule()?;
         s.setup.quantizer = quantizer;
         s.setup.post_attn_norm = self.post_attn_norm.get_untracked();
+        s.setup.subln = self.subln.get_untracked();
+        s.norm_init = g(self.norm_init).parse()?;
         s.setup.quantize_lm_head = self.quantize_lm_head.get_untracked();
         s.freeze_embeddings = self.freeze_embeddings.get_untracked();
         s.seq_len = parse("sequence length", &g(self.seq_len), "a whole number")?;

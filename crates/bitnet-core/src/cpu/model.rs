@@ -7,7 +7,8 @@
 //! W_eff = W + λ·(Q(W) − W) and receives dL/dW = dL/dW_eff (straight-through); embeddings, norms,
 //! biases and lm_head stay full precision unless `quantize_lm_head`. The optional post-attention
 //! RMSNorm (eps 1e-6, its gain named [`post_attn_norm_name`]) normalises o_proj's output before the
-//! residual add. The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:], over
+//! residual add; the optional SubLN (BitNet b1.58's sub-layer norms, the config's eps, gains named
+//! [`subln_names`]) normalises the inputs of o_proj and down_proj. The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:], over
 //! the positions the mask keeps.
 
 use std::collections::BTreeMap;
@@ -32,12 +33,23 @@ pub fn post_attn_norm_name(l: usize) -> String {
     format!("model.layers.{l}.post_attn_norm.weight")
 }
 
+/// The names of layer `l`'s SubLN gains (BitNet b1.58's sub-layer norms, named as transformers'
+/// BitNet model names them): the RMSNorm on o_proj's input and the one on down_proj's input.
+pub fn subln_names(l: usize) -> [String; 2] {
+    [
+        format!("model.layers.{l}.self_attn.attn_sub_norm.weight"),
+        format!("model.layers.{l}.mlp.ffn_sub_norm.weight"),
+    ]
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ModelOptions {
     /// λ-blend the projections toward their ternary values with this quantizer.
     pub blend: Option<(Quantizer, f32)>,
     /// Insert the trained post-attention RMSNorm after every o_proj.
     pub post_attn_norm: bool,
+    /// SubLN: a trained RMSNorm (the config's eps) on the input of every o_proj and down_proj.
+    pub subln: bool,
     /// Blend lm_head too (seed parity).
     pub quantize_lm_head: bool,
 }
@@ -49,6 +61,12 @@ pub struct Output {
     /// dL/dθ for every parameter, by Hugging Face name (a tied lm_head's gradient is in the
     /// embedding's).
     pub grads: BTreeMap<String, Vec<f32>>,
+    /// Every layer's o_proj output (B·T, hidden): the post-attention norm's input.
+    pub o_out: Vec<Vec<f32>>,
+    /// Every layer's attention output (B·T, heads·head_dim) and SwiGLU output (B·T,
+    /// intermediate): SubLN's inputs.
+    pub att: Vec<Vec<f32>>,
+    pub h_act: Vec<Vec<f32>>,
 }
 
 /// Loss targets for next-token prediction: tokens[b][t + 1] at (b, t), masked (−1) at each
@@ -97,6 +115,9 @@ struct LayerCache<'a> {
     vv: Vec<f32>,
     att: Vec<f32>,
     lse: Vec<f32>,
+    /// o_proj's input: `att`, or its SubLN (with its rstd).
+    att_n: Vec<f32>,
+    rstd_att: Vec<f32>,
     o_out: Vec<f32>,
     rstd_post: Vec<f32>,
     x_mid: Vec<f32>,
@@ -105,6 +126,9 @@ struct LayerCache<'a> {
     g_act: Vec<f32>,
     u_act: Vec<f32>,
     h_act: Vec<f32>,
+    /// down_proj's input: `h_act`, or its SubLN (with its rstd).
+    h_n: Vec<f32>,
+    rstd_h: Vec<f32>,
 }
 
 /// Forward, loss and every gradient for a batch of equal-length token sequences.
@@ -167,7 +191,16 @@ pub fn loss_and_grads(
         let kr = rope(&apply(&k, &n1), &cos, &sin, bsz, t, hkv, d, 0, false);
         let vv = apply(&v, &n1);
         let (att, lse) = attention_forward(&shape, &qr, &kr, &vv);
-        let o_out = apply(&o, &att);
+        let [g_att, g_ffn] = subln_names(l);
+        let sub = |x: &[f32], g: &str, c: usize| {
+            if opts.subln {
+                rmsnorm_forward(x, p(g), eps, c)
+            } else {
+                (x.to_vec(), Vec::new())
+            }
+        };
+        let (att_n, rstd_att) = sub(&att, &g_att, hq * d);
+        let o_out = apply(&o, &att_n);
         let (attn_out, rstd_post) = if opts.post_attn_norm {
             rmsnorm_forward(&o_out, p(&post_attn_norm_name(l)), POST_ATTN_NORM_EPS, h)
         } else {
@@ -182,7 +215,8 @@ pub fn loss_and_grads(
         let down = linear(format!("{pre}.mlp.down_proj"), inter, h, cfg.mlp_bias);
         let (g_act, u_act) = (apply(&gate, &n2), apply(&up, &n2));
         let h_act = swiglu_forward(&g_act, &u_act);
-        let mlp_out = apply(&down, &h_act);
+        let (h_n, rstd_h) = sub(&h_act, &g_ffn, inter);
+        let mlp_out = apply(&down, &h_n);
         x.iter_mut().zip(&mlp_out).for_each(|(a, b)| *a += b);
         caches.push(LayerCache {
             x_in,
@@ -200,6 +234,8 @@ pub fn loss_and_grads(
             vv,
             att,
             lse,
+            att_n,
+            rstd_att,
             o_out,
             rstd_post,
             x_mid,
@@ -208,6 +244,8 @@ pub fn loss_and_grads(
             g_act,
             u_act,
             h_act,
+            h_n,
+            rstd_h,
         });
     }
     let g_final = p("model.norm.weight");
@@ -259,8 +297,16 @@ pub fn loss_and_grads(
     let mut norm_grads = Vec::new();
     for (l, c) in caches.iter().enumerate().rev() {
         let pre = format!("model.layers.{l}");
-        // MLP block: x_out = x_mid + down(swiglu(gate(n2), up(n2))), n2 = norm(x_mid).
-        let dh = linear_back(&c.down, &c.h_act, &dx);
+        // MLP block: x_out = x_mid + down([subln](swiglu(gate(n2), up(n2)))), n2 = norm(x_mid).
+        let [g_att, g_ffn] = subln_names(l);
+        let dh_n = linear_back(&c.down, &c.h_n, &dx);
+        let dh = if opts.subln {
+            let (dh, dg) = rmsnorm_backward(&c.h_act, p(&g_ffn), &c.rstd_h, &dh_n, inter);
+            norm_grads.push((g_ffn, dg));
+            dh
+        } else {
+            dh_n
+        };
         let (dgate, dup) = swiglu_backward(&c.g_act, &c.u_act, &dh);
         let mut dn2 = linear_back(&c.gate, &c.n2, &dgate);
         let dn2_up = linear_back(&c.up, &c.n2, &dup);
@@ -278,7 +324,14 @@ pub fn loss_and_grads(
         } else {
             dx.clone()
         };
-        let datt = linear_back(&c.o, &c.att, &do_out);
+        let datt_n = linear_back(&c.o, &c.att_n, &do_out);
+        let datt = if opts.subln {
+            let (datt, dg) = rmsnorm_backward(&c.att, p(&g_att), &c.rstd_att, &datt_n, hq * d);
+            norm_grads.push((g_att, dg));
+            datt
+        } else {
+            datt_n
+        };
         let (dqr, dkr, dv) = attention_backward(&shape, &c.qr, &c.kr, &c.vv, &c.att, &c.lse, &datt);
         let dq = rope(&dqr, &cos, &sin, bsz, t, hq, d, 0, true);
         let dk = rope(&dkr, &cos, &sin, bsz, t, hkv, d, 0, true);
@@ -302,5 +355,8 @@ pub fn loss_and_grads(
         logits,
         loss,
         grads,
+        o_out: caches.iter().map(|c| c.o_out.clone()).collect(),
+        att: caches.iter().map(|c| c.att.clone()).collect(),
+        h_act: caches.into_iter().map(|c| c.h_act).collect(),
     }
 }

@@ -1,6 +1,19 @@
 //! CPU reference of shaders/rmsnorm.wgsl (Hugging Face formula, f32 storage, f64 sums):
 //! y = x · rsqrt(mean(x²) + eps) · g over the last dimension of x (rows, C).
 
+/// The mean over `rows` of each row's RMS, sqrt(mean(x²)), of x (·, C): what an RMSNorm placed on
+/// x needs as its gain for its output to keep x's scale on average (a calibrated start).
+pub fn mean_rms(x: &[f32], c: usize, rows: &[usize]) -> f32 {
+    let sum: f64 = rows
+        .iter()
+        .map(|&r| {
+            let row = &x[r * c..(r + 1) * c];
+            (row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c as f64).sqrt()
+        })
+        .sum();
+    (sum / rows.len().max(1) as f64) as f32
+}
+
 /// Returns (y, rstd per row).
 pub fn rmsnorm_forward(x: &[f32], g: &[f32], eps: f32, c: usize) -> (Vec<f32>, Vec<f32>) {
     let rows = x.len() / c;

@@ -220,7 +220,10 @@ pub fn plan_view(st: Studio) -> impl IntoView {
         ) else {
             return Some(view! { <p class="warn" id="memory-plan">"Set batch, accumulation and sequence length on page 3 to see the memory plan."</p> }.into_any());
         };
-        let plan = MemoryPlan::new(&cfg, bsz, seq, accum);
+        let mut plan = MemoryPlan::new(&cfg, bsz, seq, accum);
+        if st.tr.subln.get() {
+            plan = plan.with_subln(&cfg);
+        }
         let line = format!(
             "Training with batch {bsz} × {seq} tokens × {accum} micro-batches needs {}: weights {} + gradients {} + AdamW {} + activations {}.",
             human_bytes(plan.total),

@@ -24,6 +24,10 @@ const QUANTIZERS: &[(&str, &str)] = &[
     ("threshold", "threshold"),
 ];
 const SCALES: &[(&str, &str)] = &[("optimal", "optimal"), ("absmean", "absmean (the seed's)")];
+const NORM_INITS: &[(&str, &str)] = &[
+    ("calibrated", "calibrated (mean RMS of their input)"),
+    ("one", "1 (the seed's)"),
+];
 
 /// The preview: the chosen schedule, with every other shape faint behind it.
 fn preview(schedule: Schedule, steps: u64, frac: f64) -> Figure {
@@ -193,6 +197,8 @@ pub fn TrainPage() -> impl IntoView {
                 {field("tr-save-limit", "checkpoints kept", f.save_total_limit)}
                 {field("tr-log-every", "metrics line every (steps)", f.log_every)}
                 {check("tr-post-attn", "post-attention RMSNorm (the seed's)", f.post_attn_norm)}
+                {check("tr-subln", "SubLN (BitNet's norms before o_proj and down_proj)", f.subln)}
+                {move || (f.post_attn_norm.get() || f.subln.get()).then(|| select("tr-norm-init", "extra norm gains start at", f.norm_init, NORM_INITS))}
                 {check("tr-lm-head", "ternary lm_head too", f.quantize_lm_head)}
                 {check("tr-freeze-emb", "freeze the embeddings", f.freeze_embeddings)}
             </div>
