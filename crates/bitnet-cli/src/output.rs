@@ -166,8 +166,8 @@ impl Printer {
                     human_bytes(m.packed_bytes),
                     m.hf_folder
                 ));
-                if m.post_attn_norm_file.is_some() {
-                    self.line("note: the extra norms' gains (post-attention RMSNorm, SubLN) are in post_attn_norm.safetensors beside the packed file, which generate and eval read; hf/ is a stock Llama-family folder without them");
+                if m.settings.setup.post_attn_norm || m.settings.setup.subln {
+                    self.line("note: the extra norms' trained gains (post-attention RMSNorm, SubLN) are inside the packed file, which generate and eval use; hf/ is a stock Llama-family folder without them");
                 }
             }
             Event::Perplexity { label, result } => {

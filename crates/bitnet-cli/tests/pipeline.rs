@@ -392,12 +392,15 @@ fn generate_chat_prompts_through_the_tokenizer_chat_template() {
     assert!(!ok && err.contains("chat_template"), "{err}");
 }
 
-/// A model trained with the post-attention RMSNorm: `eval` and `generate` of its packed file use the
-/// trained gains in post_attn_norm.safetensors beside it (not gains of 1, not no norm at all), and a
-/// broken gains file is an error that names it.
+/// A model trained with the post-attention RMSNorm carries its trained gains in its packed file:
+/// `eval` of the file copied alone elsewhere gives the same loss, and `generate` runs it; `unpack`
+/// says the folder cannot hold them. A packed file without gains (written before they travelled in
+/// it) still reads post_attn_norm.safetensors beside it — trained gains, gains of 1 and none give
+/// three models — and a broken one is an error that names it.
 #[test]
-fn a_packed_file_is_evaluated_with_the_trained_post_attention_gains_beside_it() {
-    use bitnet_core::safetensors::{OwnedTensor, SafeTensors, serialize};
+fn a_packed_file_carries_its_trained_post_attention_gains() {
+    use bitnet_core::packed::PackedModel;
+    use bitnet_core::safetensors::{OwnedTensor, serialize};
 
     let dir = tmp("postnorm");
     let data = dir.join("data.jsonl");
@@ -431,42 +434,27 @@ fn a_packed_file_is_evaluated_with_the_trained_post_attention_gains_beside_it() 
         "--json",
     ]);
     assert!(ok, "{err}");
-    let gains_path = out.join("post_attn_norm.safetensors");
-    let gains_bytes = std::fs::read(&gains_path).unwrap();
-    let gains = SafeTensors::parse("gains", &gains_bytes).unwrap();
-    let trained: Vec<OwnedTensor> = gains
-        .header
-        .tensors
-        .iter()
-        .map(|t| {
-            let v = gains.to_f32(t).unwrap();
-            assert!(v.iter().any(|&g| g != 1.0), "{} never moved from 1", t.name);
-            OwnedTensor::f32(t.name.clone(), t.shape.clone(), &vec![1.0; v.len()])
-        })
-        .collect();
+    assert!(!out.join("post_attn_norm.safetensors").exists());
     let packed = out.join("model.bitnet.safetensors");
+    let packed_bytes = std::fs::read(&packed).unwrap();
+    let gains = PackedModel::parse("packed", &packed_bytes)
+        .unwrap()
+        .extra_norms()
+        .unwrap();
+    assert_eq!(gains.len(), 2, "{:?}", gains.keys());
+    for (name, g) in &gains {
+        assert!(g.iter().any(|&x| x != 1.0), "{name} never moved from 1");
+    }
     let eval = |model: &Path| {
         json(&["eval", "--model", s(model), "--dataset", s(&data), "--json"])["mean_loss"]
             .as_f64()
             .unwrap()
     };
     let with_trained = eval(&packed);
-    // The same packed file with gains of 1 beside it, and with no gains file at all.
-    let ones = dir.join("ones");
-    let bare = dir.join("bare");
-    for d in [&ones, &bare] {
-        std::fs::create_dir_all(d).unwrap();
-        std::fs::copy(&packed, d.join("m.safetensors")).unwrap();
-    }
-    std::fs::write(
-        ones.join("post_attn_norm.safetensors"),
-        serialize(trained, &Default::default()),
-    )
-    .unwrap();
-    let with_ones = eval(&ones.join("m.safetensors"));
-    let without = eval(&bare.join("m.safetensors"));
-    assert_ne!(with_trained, with_ones);
-    assert_ne!(with_ones, without);
+    let alone = dir.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(&packed, alone.join("m.safetensors")).unwrap();
+    assert_eq!(eval(&alone.join("m.safetensors")), with_trained);
     let g = json(&[
         "generate",
         "--model",
@@ -479,18 +467,42 @@ fn a_packed_file_is_evaluated_with_the_trained_post_attention_gains_beside_it() 
         "--json",
     ]);
     assert_eq!(g["tokens"].as_array().unwrap().len(), 4);
+    let (ok, _, err) = bitnet(&["unpack", s(&packed), "--out", s(&dir.join("hf"))]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("post_attn_norm.weight") && err.contains("cannot hold"),
+        "{err}"
+    );
+
+    // A packed file without gains, as written before: the gains file beside it counts.
+    let old = dir.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    let old_packed = old.join("m.safetensors");
+    assert!(bitnet(&["pack", s(&llama), "--out", s(&old_packed)]).0);
+    let sidecar = |values: &dyn Fn(&[f32]) -> Vec<f32>| {
+        let tensors: Vec<OwnedTensor> = gains
+            .iter()
+            .map(|(n, g)| OwnedTensor::f32(n.clone(), vec![g.len()], &values(g)))
+            .collect();
+        std::fs::write(
+            old.join("post_attn_norm.safetensors"),
+            serialize(tensors, &Default::default()),
+        )
+        .unwrap();
+        eval(&old_packed)
+    };
+    let trained = sidecar(&|g| g.to_vec());
+    let ones = sidecar(&|g| vec![1.0; g.len()]);
+    std::fs::remove_file(old.join("post_attn_norm.safetensors")).unwrap();
+    let without = eval(&old_packed);
+    assert_ne!(trained, ones);
+    assert_ne!(ones, without);
     std::fs::write(
-        bare.join("post_attn_norm.safetensors"),
+        old.join("post_attn_norm.safetensors"),
         b"not a safetensors file",
     )
     .unwrap();
-    let (ok, _, err) = bitnet(&[
-        "eval",
-        "--model",
-        s(&bare.join("m.safetensors")),
-        "--dataset",
-        s(&data),
-    ]);
+    let (ok, _, err) = bitnet(&["eval", "--model", s(&old_packed), "--dataset", s(&data)]);
     assert!(!ok && err.contains("post_attn_norm.safetensors"), "{err}");
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cpu::model::is_extra_norm;
 use crate::error::{CoreError, Result};
 use crate::pack::{Packing, pack, unpack};
 use crate::quant::{Quantizer, ScaleMode, Ternary};
@@ -240,6 +241,18 @@ impl<'a> PackedModel<'a> {
         )
     }
 
+    /// The trained gains of the norms a base model does not have (the post-attention norm's and
+    /// SubLN's), stored as plain F32 tensors beside the ternary weights; empty when there are none.
+    pub fn extra_norms(&self) -> Result<BTreeMap<String, Vec<f32>>> {
+        let mut out = BTreeMap::new();
+        for info in &self.st.header.tensors {
+            if is_extra_norm(&info.name) {
+                out.insert(info.name.clone(), self.st.to_f32(info)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A Hugging Face folder with every weight as F32 (ternary ones dequantized to γ·q), `config.json`
     /// (dtype set to float32) and `tokenizer.json`: file name → bytes.
     pub fn unpack_to_hf(&self) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -252,7 +265,8 @@ impl<'a> PackedModel<'a> {
             ));
         }
         for info in &self.st.header.tensors {
-            if self.is_ternary_part(&info.name) {
+            // The extra norms' gains are no part of a Llama-family folder ([`Self::extra_norms`]).
+            if self.is_ternary_part(&info.name) || is_extra_norm(&info.name) {
                 continue;
             }
             tensors.push(OwnedTensor::f32(

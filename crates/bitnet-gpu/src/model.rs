@@ -45,10 +45,7 @@ pub struct NormInputRms {
     pub swiglu_output: Vec<f32>,
 }
 
-/// Whether `name` is the gain of a norm the base model does not have (it starts at 1 unless given).
-pub fn is_extra_norm(name: &str) -> bool {
-    name.ends_with("post_attn_norm.weight") || name.ends_with("_sub_norm.weight")
-}
+pub use bitnet_core::cpu::model::is_extra_norm;
 
 struct Param {
     buf: wgpu::Buffer,

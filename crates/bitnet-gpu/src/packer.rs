@@ -49,12 +49,15 @@ pub struct PackReport {
     pub mean_sparsity: f64,
 }
 
-/// Packs every tensor of `model`; `progress` sees each tensor's report as it is done.
+/// Packs every tensor of `model`, and stores `extra_norms` (the trained gains of norms the base
+/// model does not have, which must be finite) as they are; `progress` sees each tensor's report as
+/// it is done.
 pub async fn pack_model<F: ModelFiles>(
     gpu: Option<&Gpu>,
     model: &Model,
     files: &F,
     opts: &PackOptions,
+    extra_norms: Vec<OwnedTensor>,
     mut progress: impl FnMut(&TensorReport),
 ) -> Result<(Vec<u8>, PackReport), GpuError> {
     let mut writer = PackedWriter::new(opts.packing, opts.quantizer);
@@ -107,6 +110,14 @@ pub async fn pack_model<F: ModelFiles>(
         };
         progress(&report);
         reports.push(report);
+    }
+    for t in extra_norms {
+        debug_assert!(
+            bitnet_core::cpu::model::is_extra_norm(&t.name),
+            "{}",
+            t.name
+        );
+        writer.add_plain(t);
     }
     let file = writer.finish(&model.config_json, model.tokenizer_json.as_deref())?;
     let ternary: Vec<&TensorReport> = reports.iter().filter(|r| r.ternary).collect();

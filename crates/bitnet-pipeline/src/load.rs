@@ -136,7 +136,7 @@ pub async fn load_folder<F: ModelFiles>(
             packing: Packing::TwoBit,
             quantize_lm_head: false,
         };
-        let (bytes, _) = pack_model(gpu, &model, files, &opts, |_| {})
+        let (bytes, _) = pack_model(gpu, &model, files, &opts, Vec::new(), |_| {})
             .await
             .map_err(|e| PipelineError::Invalid(format!("{name}: {e}")))?;
         let mut loaded = load_packed(name, &bytes, None).await?;
@@ -167,8 +167,9 @@ pub fn tokenizer_of(name: &str, model: &Model) -> Result<Tokenizer> {
     Tokenizer::from_bytes("tokenizer.json", bytes).map_err(|e| PipelineError::input(name, e))
 }
 
-/// A packed file's model with its ternary weights as γ·q, and the extra norms' gains of `gains`
-/// (file name, bytes: the post-attention norm's and/or SubLN's, every layer's) when given.
+/// A packed file's model with its ternary weights as γ·q and the extra norms' gains it carries, or
+/// — for a packed file written before they travelled in it — those of `gains` (file name, bytes:
+/// post_attn_norm.safetensors beside it, the post-attention norm's and/or SubLN's, every layer's).
 pub async fn load_packed(
     name: &str,
     bytes: &[u8],
@@ -179,6 +180,9 @@ pub async fn load_packed(
     let files = MemoryFiles(packed.unpack_to_hf().map_err(err)?);
     let model = Model::open(&files).await.map_err(err)?;
     let mut weights = model.all_f32(&files).await.map_err(err)?;
+    let carried = packed.extra_norms().map_err(err)?;
+    let gains = if carried.is_empty() { gains } else { None };
+    weights.extend(carried);
     if let Some((file, b)) = gains {
         let st = SafeTensors::parse(&file, &b).map_err(|e| PipelineError::input(&file, e))?;
         let layers = model.config.num_hidden_layers;

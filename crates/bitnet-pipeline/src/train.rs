@@ -182,7 +182,6 @@ pub struct TrainManifest {
     pub packed_bytes: u64,
     pub checksum: String,
     pub hf_folder: String,
-    pub post_attn_norm_file: Option<String>,
     pub settings: TrainSettings,
     pub adapter: String,
 }
@@ -407,19 +406,14 @@ pub async fn train<F: ModelFiles, S: Store>(
     }
 
     let w = trainer.weights(gpu).await?;
-    let post_attn: Vec<OwnedTensor> = trainer
+    let extra_norms: Vec<OwnedTensor> = trainer
         .model
         .names
         .iter()
         .filter(|n| is_extra_norm(n))
         .map(|n| OwnedTensor::f32(n.clone(), trainer.model.shape(n), &w[n]))
         .collect();
-    let out = export(ctx, &model, &w, store, s).await?;
-    if !post_attn.is_empty() {
-        store
-            .put(POST_ATTN_NORM_FILE, &serialize(post_attn, &BTreeMap::new()))
-            .await?;
-    }
+    let out = export(ctx, &model, &w, extra_norms, store, s).await?;
     let final_lambda = s.final_lambda();
     let manifest = TrainManifest {
         base_model: base_name.to_string(),
@@ -439,8 +433,6 @@ pub async fn train<F: ModelFiles, S: Store>(
         packed_bytes: out.packed_bytes,
         checksum: out.checksum,
         hf_folder: store.display(HF_FOLDER),
-        post_attn_norm_file: (s.setup.post_attn_norm || s.setup.subln)
-            .then(|| POST_ATTN_NORM_FILE.to_string()),
         settings: s.clone(),
         adapter: gpu.info.name.clone(),
     };
@@ -588,6 +580,7 @@ async fn export<S: Store>(
     ctx: &Ctx<'_>,
     model: &Model,
     w: &BTreeMap<String, Vec<f32>>,
+    extra_norms: Vec<OwnedTensor>,
     store: &S,
     s: &TrainSettings,
 ) -> Result<Exported> {
@@ -617,10 +610,11 @@ async fn export<S: Store>(
         packing: Packing::TwoBit,
         quantize_lm_head: s.setup.quantize_lm_head,
     };
-    let (packed_bytes, report) = pack_model(Some(ctx.gpu), &trained, &mem, &opts, |t| {
-        ctx.emit(Event::Packed(t.clone()))
-    })
-    .await?;
+    let (packed_bytes, report) =
+        pack_model(Some(ctx.gpu), &trained, &mem, &opts, extra_norms, |t| {
+            ctx.emit(Event::Packed(t.clone()))
+        })
+        .await?;
     store.put(PACKED_FILE, &packed_bytes).await?;
     let name = store.display(PACKED_FILE);
     let packed =

@@ -63,8 +63,13 @@ pub fn run(a: Args, json: bool) -> CliResult {
     if let (Some(g), false) = (&gpu, json) {
         println!("quantizing on {} ({:?})", g.info.name, g.info.backend);
     }
-    let (bytes, report) =
-        pollster::block_on(pack_model(gpu.as_ref(), &model, &files, &opts, |t| {
+    let (bytes, report) = pollster::block_on(pack_model(
+        gpu.as_ref(),
+        &model,
+        &files,
+        &opts,
+        Vec::new(),
+        |t| {
             if json {
                 return;
             }
@@ -85,7 +90,8 @@ pub fn run(a: Args, json: bool) -> CliResult {
                     t.bits_per_weight
                 ),
             }
-        }))?;
+        },
+    ))?;
     pollster::block_on(store.put(&key, &bytes))?;
     if json {
         return print_json(&report);

@@ -35,6 +35,20 @@ pub fn run(a: Args, json: bool) -> CliResult {
     for (fname, data) in &hf {
         pollster::block_on(store.put(fname, data))?;
     }
+    // A Llama-family folder has no place for the extra norms: say that the folder is another model.
+    let dropped: Vec<String> = packed
+        .extra_norms()
+        .map_err(|e| CliError::input(&name, e))?
+        .into_keys()
+        .collect();
+    if !dropped.is_empty() {
+        eprintln!(
+            "warning: {name} carries the trained gains of {} extra norms (post-attention RMSNorm or SubLN, e.g. {}) that a Llama-family folder cannot hold: {} is the model without them, which computes something else; generate and eval the packed file itself",
+            dropped.len(),
+            dropped[0],
+            a.out.display()
+        );
+    }
     if json {
         return print_json(&serde_json::json!({
             "out": a.out.display().to_string(),
@@ -42,6 +56,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
             "ternary_tensors": packed.shapes.len(),
             "packing": packed.packing.name(),
             "quantizer": packed.quantizer.name(),
+            "dropped_extra_norms": dropped,
         }));
     }
     println!(

@@ -33,6 +33,12 @@ pub fn post_attn_norm_name(l: usize) -> String {
     format!("model.layers.{l}.post_attn_norm.weight")
 }
 
+/// Whether `name` is the gain of a norm a base model does not have (the post-attention norm's or
+/// SubLN's): it starts at 1 unless given, and travels in the packed file beside the ternary weights.
+pub fn is_extra_norm(name: &str) -> bool {
+    name.ends_with("post_attn_norm.weight") || name.ends_with("_sub_norm.weight")
+}
+
 /// The names of layer `l`'s SubLN gains (BitNet b1.58's sub-layer norms, named as transformers'
 /// BitNet model names them): the RMSNorm on o_proj's input and the one on down_proj's input.
 pub fn subln_names(l: usize) -> [String; 2] {

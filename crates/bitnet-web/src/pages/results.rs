@@ -3,7 +3,7 @@
 //! ternary model side by side, and every download.
 
 use bitnet_core::summary::human_bytes;
-use bitnet_pipeline::load::{PACKED_FILE, POST_ATTN_NORM_FILE};
+use bitnet_pipeline::load::PACKED_FILE;
 use bitnet_pipeline::run::TRAIN_FOLDER;
 use bitnet_pipeline::train::{MANIFEST_FILE, METRICS_FILE};
 use leptos::prelude::*;
@@ -84,11 +84,11 @@ pub fn ResultsPage() -> impl IntoView {
                     <button id="dl-hf" on:click=move |_| jobs::download_zip(st, format!("{TRAIN_FOLDER}/hf"), "hf.zip".into())>"hf/ (Hugging Face folder, zip)"</button>
                     <button id="dl-manifest" on:click=move |_| jobs::download(st, key(MANIFEST_FILE), MANIFEST_FILE.into())>"training_manifest.json"</button>
                     <button id="dl-metrics" on:click=move |_| jobs::download(st, key(METRICS_FILE), METRICS_FILE.into())>"metrics.jsonl"</button>
-                    {m.post_attn_norm_file.is_some().then(|| view! {
-                        <button id="dl-post-attn" on:click=move |_| jobs::download(st, key(POST_ATTN_NORM_FILE), POST_ATTN_NORM_FILE.into())>"post_attn_norm.safetensors"</button>
-                    })}
                     <button id="dl-data-2" on:click=move |_| jobs::download(st, bitnet_pipeline::run::DATA_FILE.into(), "data.jsonl".into())>"data.jsonl"</button>
                 </div>
+                {(m.settings.setup.post_attn_norm || m.settings.setup.subln).then(|| view! {
+                    <p class="muted" id="extra-norms-note">"The trained gains of the extra norms (post-attention RMSNorm, SubLN) are inside model.bitnet.safetensors, which this app and bitnet generate/eval use; hf/ is a stock Llama-family folder without them."</p>
+                })}
             })}
             {move || error_of("download-error", st.download_error.get())}
         </section>
