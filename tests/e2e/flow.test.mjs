@@ -57,15 +57,22 @@ function assertCharts(svg, steps, frac, shape) {
   assert.equal(drawn(svg, 'plot-loss', 'loss').length, steps, 'one loss point per optimizer step');
 }
 
-/// The results page after training: three perplexities, sparsity and checksum, downloads; the
+/// Whether the results page shows the last perplexity it computes, the trained ternary model's.
+const trainedRowShown = () => [...document.querySelectorAll('#ppl-table tr td:first-child')]
+  .some((td) => td.innerText.startsWith('trained ternary model'));
+
+/// The results page after training: the perplexities (base, with the run's extra norms at their
+/// start when it has them, ternarized without training, trained), sparsity and checksum, downloads; the
 /// packed file checked by the native CLI against the page's own numbers.
 async function resultsAndDownloads(page, dir, tag) {
   await page.click('#nav-results');
-  await page.waitForFunction(() => document.querySelectorAll('#ppl-table tr').length === 3, null, { timeout: LONG });
+  await page.waitForFunction(trainedRowShown, null, { timeout: LONG });
   const ppl = await page.$$eval('#ppl-table .ppl', (tds) => tds.map((td) => Number(td.dataset.value)));
   ppl.forEach((p) => assert.ok(Number.isFinite(p) && p > 1, `perplexity ${p}`));
   const packed = await download(page, '#dl-packed', dir);
   const manifest = JSON.parse(fs.readFileSync(await download(page, '#dl-manifest', dir), 'utf8'));
+  const norms = manifest.settings.setup.post_attn_norm || manifest.settings.setup.subln;
+  assert.equal(ppl.length, norms ? 4 : 3, 'a perplexity per model compared');
   const metrics = fs.readFileSync(await download(page, '#dl-metrics', dir), 'utf8').trim().split('\n');
   assert.equal(metrics.length, manifest.settings.steps, 'metrics.jsonl: a line per step (log every 1)');
   const hf = unzip(fs.readFileSync(await download(page, '#dl-hf', dir)));
@@ -168,7 +175,7 @@ test('the whole flow on the demo model, a reload mid-run, and the workshop', { t
   await page.click('#resume-accept');
   await waitText(page, '#tr-state', /^finished/);
   await page.click('#nav-results');
-  await page.waitForFunction(() => document.querySelectorAll('#ppl-table tr').length === 3, null, { timeout: LONG });
+  await page.waitForFunction(trainedRowShown, null, { timeout: LONG });
   const resumed = await download(page, '#dl-packed', tmpdir('resumed'));
   assert.ok(fs.readFileSync(resumed).equals(fs.readFileSync(first.packed)), 'the resumed run ends with the same packed file');
 

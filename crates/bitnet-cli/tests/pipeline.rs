@@ -333,6 +333,8 @@ fn demo_runs_the_whole_pipeline_and_a_second_run_resumes_it() {
         ppl("perplexity_trained_ternary") < ppl("perplexity_base"),
         "{r}"
     );
+    // The demo trains without extra norms: no "with its norms at their start" row.
+    assert!(r["perplexity_base_with_norms"].is_null(), "{r}");
     assert!(r["packed_bytes"].as_u64().unwrap() > 0);
     assert!((0.0..1.0).contains(&r["sparsity"].as_f64().unwrap()));
     assert_clean_demo(&lines(&dir.join("data.jsonl")));

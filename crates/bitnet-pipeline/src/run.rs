@@ -4,6 +4,7 @@
 //! interrupted one resumes). Layout of the store: `data.jsonl` (+ `.state.json`), `train.jsonl`,
 //! `eval.jsonl`, `train/` (the training run), `run_report.json`.
 
+use bitnet_core::cpu::model::extra_norm_width;
 use bitnet_core::dataset::{Example, LossMask, parse_jsonl};
 use bitnet_core::model::ModelFiles;
 use bitnet_core::sample::Sampling;
@@ -57,8 +58,11 @@ pub struct RunReport {
     pub data: SelfgenReport,
     pub train_examples: usize,
     pub eval_examples: usize,
-    /// The base model as it is, the base model ternarized without training, the trained one.
+    /// The base model as it is, with the run's extra norms at their start (λ = 0; when the run has
+    /// any), ternarized without training, and the trained one.
     pub perplexity_base: Perplexity,
+    #[serde(default)]
+    pub perplexity_base_with_norms: Option<Perplexity>,
     pub perplexity_base_ternary: Perplexity,
     pub perplexity_trained_ternary: Perplexity,
     pub packed_file: String,
@@ -96,21 +100,25 @@ pub fn split_held_out(examples: &[Example]) -> (Vec<&Example>, Vec<&Example>) {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Comparison {
     pub base: Perplexity,
+    /// The base model with the run's extra norms at the gains they started from (λ = 0).
+    pub base_with_norms: Option<Perplexity>,
     pub base_ternary: Perplexity,
     pub trained_ternary: Perplexity,
 }
 
-/// Perplexity on `eval_data` (JSONL named `eval_name`) of the base model as it is, the base
-/// ternarized without training, and the trained packed model of training run `run_store` (with its
-/// post-attention norm gains when it has them); each is also an event. `loaded` is the base model
-/// in full precision when the caller holds it already (else it is read from `base`).
+/// Perplexity on `eval_data` (JSONL named `eval_name`) of the base model as it is, with the run's
+/// extra norms at their start (λ = 0, when `manifest`'s run has any: what the norms alone do), the
+/// base ternarized without training, and the trained packed model of training run `run_store`
+/// (with its extra norms); each is also an event. `loaded` is the base model in full precision when
+/// the caller holds it already (else it is read from `base`).
 pub async fn compare<F: ModelFiles, S: Store>(
     ctx: &Ctx<'_>,
     (base, base_name, loaded): (&F, &str, Option<Loaded>),
     run_store: &S,
     (eval_data, eval_name): (&[u8], &str),
-    settings: &bitnet_gpu::trainer::TrainSettings,
+    manifest: &TrainManifest,
 ) -> Result<Comparison> {
+    let settings = &manifest.settings;
     let quantizer = settings.setup.quantizer;
     let opts = EvalOptions {
         seq_len: settings.seq_len,
@@ -130,7 +138,25 @@ pub async fn compare<F: ModelFiles, S: Store>(
         None => load_folder(Some(ctx.gpu), base, base_name, false, quantizer).await?,
     };
     let p_base = ppl("base model (full precision)", &base_model).await?;
-    drop(base_model);
+    let mut with_norms = base_model;
+    let cfg = with_norms.model.config.clone();
+    for (name, g) in &manifest.norm_start {
+        let width = extra_norm_width(&cfg, name).ok_or_else(|| {
+            PipelineError::Invalid(format!("{MANIFEST_FILE}: `{name}` is not an extra norm"))
+        })?;
+        with_norms.weights.insert(name.clone(), vec![*g; width]);
+    }
+    let p_norms = match manifest.norm_start.is_empty() {
+        true => None,
+        false => Some(
+            ppl(
+                "base model with the run's extra norms at their start (λ = 0)",
+                &with_norms,
+            )
+            .await?,
+        ),
+    };
+    drop(with_norms);
     let base_ternary = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
     let p_ptq = ppl("base model ternarized, no training", &base_ternary).await?;
     drop(base_ternary);
@@ -138,6 +164,7 @@ pub async fn compare<F: ModelFiles, S: Store>(
     let p_trained = ppl("trained ternary model", &trained).await?;
     Ok(Comparison {
         base: p_base,
+        base_with_norms: p_norms,
         base_ternary: p_ptq,
         trained_ternary: p_trained,
     })
@@ -287,7 +314,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         (base, base_name, Some(base_model)),
         &run_store,
         (&eval_data, &eval_name),
-        settings,
+        &manifest,
     )
     .await?;
 
@@ -317,6 +344,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         train_examples: train_set.len(),
         eval_examples: eval_set.len(),
         perplexity_base: ppl.base,
+        perplexity_base_with_norms: ppl.base_with_norms,
         perplexity_base_ternary: ppl.base_ternary,
         perplexity_trained_ternary: ppl.trained_ternary,
         packed_file: run_store.display(PACKED_FILE),

@@ -175,6 +175,10 @@ pub struct TrainManifest {
     pub model_type: String,
     pub quantizer: String,
     pub lambda_schedule: Schedule,
+    /// The gain every extra norm started from (post-attention RMSNorm, SubLN; calibrated or 1),
+    /// by name: with the base weights, the model at λ = 0.
+    #[serde(default)]
+    pub norm_start: BTreeMap<String, f32>,
     pub first_loss: Option<f32>,
     pub final_loss: Option<f32>,
     pub sparsity: f64,
@@ -300,17 +304,25 @@ pub async fn train<F: ModelFiles, S: Store>(
         .all_f32(base)
         .await
         .map_err(|e| PipelineError::input(base_name, e))?;
-    // A resumed run's gains come from its checkpoint.
-    let extra_norms = s.setup.post_attn_norm || s.setup.subln;
-    if extra_norms && s.norm_init == NormInit::Calibrated && !job.resume {
+    // The extra norms' start (a resumed run computes it again for its manifest; its checkpoint
+    // then holds the gains it trained).
+    let mut norm_start = BTreeMap::new();
+    if s.setup.post_attn_norm || s.setup.subln {
         let first = &seqs[..s.bsz.min(seqs.len())];
         let gains = calibrated_gains(gpu, &cfg, &weights, first, s.setup).await?;
-        for (name, g, width) in &gains {
-            weights.insert(name.clone(), vec![*g; *width]);
+        for (name, g, width) in gains {
+            let g = match s.norm_init {
+                NormInit::Calibrated => g,
+                NormInit::One => 1.0,
+            };
+            weights.insert(name.clone(), vec![g; width]);
+            norm_start.insert(name, g);
         }
-        ctx.emit(Event::Calibrated {
-            gains: gains.into_iter().map(|(n, g, _)| (n, g)).collect(),
-        });
+        if s.norm_init == NormInit::Calibrated {
+            ctx.emit(Event::Calibrated {
+                gains: norm_start.iter().map(|(n, g)| (n.clone(), *g)).collect(),
+            });
+        }
     }
     let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, 0, s.clone())?;
     let (mut first_loss, mut last_loss) = (None, None);
@@ -426,6 +438,7 @@ pub async fn train<F: ModelFiles, S: Store>(
         model_type: "bitnet158".into(),
         quantizer: s.setup.quantizer.name().into(),
         lambda_schedule: s.schedule,
+        norm_start,
         first_loss,
         final_loss: last_loss,
         sparsity: out.sparsity,

@@ -39,6 +39,19 @@ pub fn is_extra_norm(name: &str) -> bool {
     name.ends_with("post_attn_norm.weight") || name.ends_with("_sub_norm.weight")
 }
 
+/// The length of the extra norm gain `name` in a model of `cfg` (None: not an extra norm).
+pub fn extra_norm_width(cfg: &ModelConfig, name: &str) -> Option<usize> {
+    if name.ends_with("post_attn_norm.weight") {
+        Some(cfg.hidden_size)
+    } else if name.ends_with("attn_sub_norm.weight") {
+        Some(cfg.num_attention_heads * cfg.head_dim)
+    } else if name.ends_with("ffn_sub_norm.weight") {
+        Some(cfg.intermediate_size)
+    } else {
+        None
+    }
+}
+
 /// The names of layer `l`'s SubLN gains (BitNet b1.58's sub-layer norms, named as transformers'
 /// BitNet model names them): the RMSNorm on o_proj's input and the one on down_proj's input.
 pub fn subln_names(l: usize) -> [String; 2] {

@@ -557,7 +557,7 @@ async fn evaluate_inner(st: Studio) -> Result<bitnet_pipeline::run::Comparison, 
         (&*source, &name, None),
         &run,
         (&eval, &store.display(EVAL_DATA_FILE)),
-        &manifest.settings,
+        &manifest,
     )
     .await
     .map_err(|e| e.to_string())
