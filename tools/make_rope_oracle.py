@@ -45,6 +45,17 @@ def logits_of(folder, ids):
         return model, model(input_ids=ids).logits
 
 
+def logits_with_config(src, config, ids):
+    """The model of fixture folder `src` with `config` as its config.json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in os.listdir(src):
+            if f != "config.json":
+                shutil.copy(os.path.join(src, f), tmp)
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+        return logits_of(tmp, ids)
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
@@ -59,13 +70,7 @@ def main():
         config.pop("rope_parameters", None)
         config["rope_theta"] = 10000.0
         config["rope_scaling"] = scaling
-        with tempfile.TemporaryDirectory() as tmp:
-            for f in os.listdir(src):
-                if f != "config.json":
-                    shutil.copy(os.path.join(src, f), tmp)
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump(config, f, indent=1)
-            model, logits = logits_of(tmp, ids)
+        model, logits = logits_with_config(src, config, ids)
         assert model.model.rotary_emb.rope_type == name, model.model.rotary_emb.rope_type
         # In the terms of the Rust check: the largest logit difference over the largest |logit|.
         change = ((logits - default).abs().max() / default.abs().max()).item()
@@ -93,13 +98,7 @@ def sliding_window(ids):
     out = {}
     for window in (None, seq, seq - 1):
         config = dict(base, sliding_window=window)
-        with tempfile.TemporaryDirectory() as tmp:
-            for f in os.listdir(src):
-                if f != "config.json":
-                    shutil.copy(os.path.join(src, f), tmp)
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump(config, f, indent=1)
-            _, out[window] = logits_of(tmp, ids)
+        _, out[window] = logits_with_config(src, config, ids)
         if window == seq:
             with open(os.path.join(OUT, "mistral-window.json"), "w") as f:
                 json.dump(config, f, indent=1, sort_keys=True)

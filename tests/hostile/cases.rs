@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use crate::common::{copy_dir, fixtures, flip_bit};
+
 pub struct Case {
     pub name: &'static str,
     pub setup: fn(&Path),
@@ -21,25 +23,9 @@ pub struct Case {
     pub says: &'static [&'static str],
 }
 
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
 /// Where the corpus is written (ignored by git): tests/hostile/corpus/{case}.
 pub fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/hostile/corpus")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn run_bitnet(args: &[&str]) {
@@ -120,13 +106,6 @@ fn set_f32(path: &Path, name: &str, i: usize, value: f32, checksum: bool) {
         );
     }
     std::fs::write(path, join(&serde_json::to_string(&h).unwrap(), &data)).unwrap();
-}
-
-fn flip_bit(path: &Path, from_end: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() - from_end;
-    bytes[at] ^= 1;
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn write(d: &Path, name: &str, bytes: impl AsRef<[u8]>) {

@@ -379,6 +379,29 @@ fn grads_match_the_pytorch_oracle() {
         };
         oracle::check(model, variant, loss, &get("logits"), n_grads, &mut grad);
     }
+    // SubLN (gains 1): its gains get gradients too.
+    let out = dir.join("subln.safetensors");
+    let llama_dir = fixtures().join("llama");
+    json(&[
+        "grads",
+        llama_dir.to_str().unwrap(),
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--subln",
+        "--json",
+    ]);
+    let bytes = std::fs::read(&out).unwrap();
+    let st = SafeTensors::parse("grads", &bytes).unwrap();
+    assert_eq!(st.header.metadata["subln"], "true");
+    for name in [
+        "grad.model.layers.0.self_attn.attn_sub_norm.weight",
+        "grad.model.layers.1.mlp.ffn_sub_norm.weight",
+    ] {
+        let g = st.to_f32(st.get(name).expect(name)).unwrap();
+        assert!(g.iter().any(|x| *x != 0.0), "{name} is all zero");
+    }
     // Bad token files are named in the error.
     let bad = dir.join("bad.json");
     let llama = fixtures().join("llama");

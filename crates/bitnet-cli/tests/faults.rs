@@ -12,28 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bitnet_core::safetensors::{OwnedTensor, SafeTensors, serialize};
-use common::{bitnet, dataset, fixtures, tmp, train_args};
-
-/// Every file under `dir` (relative path → contents).
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
+use common::{bitnet, dataset, fixtures, snapshot, tmp, train_args};
 
 /// A Llama model of about 6 M parameters (24 MB of f32), so that packing it takes long enough to
 /// be killed in the middle; the llama fixture's tokenizer.

@@ -5,30 +5,12 @@
 
 #[path = "../../../tests/hostile/cases.rs"]
 mod cases;
+mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
-use cases::{CASES, corpus, fixtures};
-
-/// Every file under `dir` (relative path → contents).
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
+use cases::{CASES, corpus};
+use common::{fixtures, snapshot};
 
 /// What is wrong with one case's run, if anything.
 fn check(case: &cases::Case) -> Option<String> {

@@ -40,11 +40,9 @@ fn first_loss(name: &str, extra: &[&str]) -> f64 {
     run(name, extra).0
 }
 
-fn base_loss(name: &str) -> f64 {
-    let dir = tmp(name);
-    let data = dataset(&dir);
-    let model = fixtures().join("llama");
-    let eval = json(&[
+/// `bitnet eval`'s mean loss of `model` on `data` (sequences of 32 tokens, as the runs here).
+fn eval_loss(model: &std::path::Path, data: &std::path::Path) -> f64 {
+    json(&[
         "eval",
         "--model",
         model.to_str().unwrap(),
@@ -53,8 +51,15 @@ fn base_loss(name: &str) -> f64 {
         "--seq-len",
         "32",
         "--json",
-    ]);
-    eval["mean_loss"].as_f64().unwrap()
+    ])["mean_loss"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The base model's (the llama fixture's) loss on the six examples.
+fn base_loss(name: &str) -> f64 {
+    let dir = tmp(name);
+    eval_loss(&fixtures().join("llama"), &dataset(&dir))
 }
 
 #[test]
@@ -120,22 +125,11 @@ fn a_subln_run_carries_its_gains_in_the_packed_file() {
     assert_eq!(g["tokens"].as_array().unwrap().len(), 3, "{g}");
     // The gains travel in the packed file: a copy of it alone evaluates the same.
     let data = out.parent().unwrap().join("data.jsonl");
-    let eval = |model: &std::path::Path| {
-        json(&[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--dataset",
-            data.to_str().unwrap(),
-            "--seq-len",
-            "32",
-            "--json",
-        ])["mean_loss"]
-            .as_f64()
-            .unwrap()
-    };
     let alone = out.parent().unwrap().join("alone");
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(&packed, alone.join("m.safetensors")).unwrap();
-    assert_eq!(eval(&packed), eval(&alone.join("m.safetensors")));
+    assert_eq!(
+        eval_loss(&packed, &data),
+        eval_loss(&alone.join("m.safetensors"), &data)
+    );
 }

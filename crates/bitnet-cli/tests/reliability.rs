@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{bitnet, dataset, fixtures, tmp, train_args};
+use common::{bitnet, copy_dir, dataset, fixtures, flip_bit, tmp, train_args};
 
 const MANIFEST: &str = "training_manifest.json";
 
@@ -16,22 +14,6 @@ fn with<'a>(args: &[&'a str], flag: &str, value: &'a str) -> Vec<&'a str> {
     let at = out.iter().position(|a| *a == flag).unwrap() + 1;
     out[at] = value;
     out
-}
-
-/// Flips the lowest bit of the byte `from_end` bytes before the end of `path`.
-fn flip_bit(path: &Path, from_end: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() - from_end;
-    bytes[at] ^= 1;
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -82,6 +82,7 @@ pub async fn grads<F: ModelFiles>(
         "rmsnorm_post_attn".to_string(),
         setup.post_attn_norm.to_string(),
     );
+    meta.insert("subln".to_string(), setup.subln.to_string());
     meta.insert("adapter".to_string(), gpu.info.name.clone());
     let gradients = tensors.len() - 2;
     Ok(Grads {

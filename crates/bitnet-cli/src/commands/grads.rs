@@ -27,6 +27,9 @@ pub struct Args {
     /// Insert the post-attention RMSNorm (gain 1) after every o_proj.
     #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn")]
     rmsnorm_post_attn: bool,
+    /// Insert SubLN (gains 1): an RMSNorm on the input of every o_proj and down_proj.
+    #[arg(long)]
+    subln: bool,
     /// Blend lm_head too.
     #[arg(long)]
     quantize_lm_head: bool,
@@ -43,7 +46,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         quantizer: a.quant.quantizer()?,
         post_attn_norm: a.rmsnorm_post_attn,
         quantize_lm_head: a.quantize_lm_head,
-        subln: false,
+        subln: a.subln,
     };
     let mut inputs = super::files_in(&a.model_dir);
     inputs.push(a.tokens.clone());
