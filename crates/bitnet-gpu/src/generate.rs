@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name, subln_names};
+use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, extra_norms, post_attn_norm_name, subln_names};
 use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::param_table;
 use bitnet_core::sample::{SampleRng, Sampling, sample};
@@ -121,19 +121,11 @@ impl Generator {
             .into_iter()
             .map(|s| (s.name, s.shape))
             .collect();
-        if post_attn_norm {
-            names.extend(
-                (0..cfg.num_hidden_layers).map(|l| (post_attn_norm_name(l), vec![cfg.hidden_size])),
-            );
-        }
-        if subln {
-            let q = cfg.num_attention_heads * cfg.head_dim;
-            for l in 0..cfg.num_hidden_layers {
-                let [att, ffn] = subln_names(l);
-                names.push((att, vec![q]));
-                names.push((ffn, vec![cfg.intermediate_size]));
-            }
-        }
+        names.extend(
+            extra_norms(cfg, post_attn_norm, subln)
+                .into_iter()
+                .map(|(n, width)| (n, vec![width])),
+        );
         for (name, shape) in names {
             let numel: usize = shape.iter().product();
             let values = weights.get(&name).ok_or_else(|| GpuError::Device {

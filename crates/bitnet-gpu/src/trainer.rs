@@ -28,7 +28,7 @@ use bitnet_core::schedule::{Schedule, cosine_lr};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::model::{GpuModel, ModelSetup};
+use crate::model::{GpuModel, ModelSetup, is_extra_norm};
 use crate::optimizer::{AdamConfig, Optimizer};
 
 /// The checkpoint format this trainer writes and reads.
@@ -303,11 +303,7 @@ impl Trainer {
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
         let mut t = Trainer {
             // The base model's own parameters (not the gains of norms it does not have).
-            base_checksum: weights_checksum(
-                weights
-                    .iter()
-                    .filter(|(name, _)| param_table(cfg).iter().any(|p| &p.name == *name)),
-            ),
+            base_checksum: weights_checksum(weights.iter().filter(|(n, _)| !is_extra_norm(n))),
             data_checksum: sequences_checksum(&data),
             optimizer,
             model,

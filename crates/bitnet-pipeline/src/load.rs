@@ -185,16 +185,15 @@ pub async fn load_packed(
     weights.extend(carried);
     if let Some((file, b)) = gains {
         let st = SafeTensors::parse(&file, &b).map_err(|e| PipelineError::input(&file, e))?;
-        let layers = model.config.num_hidden_layers;
-        let post: Vec<String> = (0..layers).map(cpu::model::post_attn_norm_name).collect();
-        let sub: Vec<String> = (0..layers).flat_map(cpu::model::subln_names).collect();
+        let cfg = &model.config;
         let mut found = false;
-        for names in [post, sub] {
-            if !names.iter().any(|n| st.get(n).is_some()) {
+        for (post, sub) in [(true, false), (false, true)] {
+            let names = cpu::model::extra_norms(cfg, post, sub);
+            if !names.iter().any(|(n, _)| st.get(n).is_some()) {
                 continue;
             }
             found = true;
-            for n in names {
+            for (n, _) in names {
                 let info = st.get(&n).ok_or_else(|| {
                     PipelineError::Invalid(format!("{file}: tensor {n} is missing"))
                 })?;

@@ -9,9 +9,8 @@
 use std::collections::BTreeMap;
 
 use bitnet_core::config::ModelConfig;
-use bitnet_core::cpu::model::{post_attn_norm_name, subln_names};
-use bitnet_core::dataset::pad_batch;
-use bitnet_core::dataset::{Example, LossMask, Sequence, parse_jsonl, tokenize};
+use bitnet_core::cpu::model::{extra_norms, post_attn_norm_name, subln_names};
+use bitnet_core::dataset::{Example, LossMask, Sequence, pad_batch, parse_jsonl, tokenize};
 use bitnet_core::limits::at_least;
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
@@ -308,13 +307,17 @@ pub async fn train<F: ModelFiles, S: Store>(
     // then holds the gains it trained).
     let mut norm_start = BTreeMap::new();
     if s.setup.post_attn_norm || s.setup.subln {
-        let first = &seqs[..s.bsz.min(seqs.len())];
-        let gains = calibrated_gains(gpu, &cfg, &weights, first, s.setup).await?;
+        let gains = match s.norm_init {
+            NormInit::Calibrated => {
+                let first = &seqs[..s.bsz.min(seqs.len())];
+                calibrated_gains(gpu, &cfg, &weights, first, s.setup).await?
+            }
+            NormInit::One => extra_norms(&cfg, s.setup.post_attn_norm, s.setup.subln)
+                .into_iter()
+                .map(|(name, width)| (name, 1.0, width))
+                .collect(),
+        };
         for (name, g, width) in gains {
-            let g = match s.norm_init {
-                NormInit::Calibrated => g,
-                NormInit::One => 1.0,
-            };
             weights.insert(name.clone(), vec![g; width]);
             norm_start.insert(name, g);
         }

@@ -52,6 +52,26 @@ pub fn extra_norm_width(cfg: &ModelConfig, name: &str) -> Option<usize> {
     }
 }
 
+/// Every extra norm gain of a model of `cfg` with the post-attention norm and/or SubLN, layer by
+/// layer: (name, length).
+pub fn extra_norms(cfg: &ModelConfig, post_attn_norm: bool, subln: bool) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for l in 0..cfg.num_hidden_layers {
+        if post_attn_norm {
+            out.push(post_attn_norm_name(l));
+        }
+        if subln {
+            out.extend(subln_names(l));
+        }
+    }
+    out.into_iter()
+        .map(|n| {
+            let width = extra_norm_width(cfg, &n).unwrap_or_default();
+            (n, width)
+        })
+        .collect()
+}
+
 /// The names of layer `l`'s SubLN gains (BitNet b1.58's sub-layer norms, named as transformers'
 /// BitNet model names them): the RMSNorm on o_proj's input and the one on down_proj's input.
 pub fn subln_names(l: usize) -> [String; 2] {
