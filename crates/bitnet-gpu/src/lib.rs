@@ -2,6 +2,7 @@
 //! small buffer and pipeline layer, and the kernels (one WGSL file and one module per family).
 //! All GPU work is async; nothing here blocks except native device polling during a readback.
 
+pub mod batch;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod buffer;
