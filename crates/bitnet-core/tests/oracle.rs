@@ -5,9 +5,7 @@
 #[path = "../../../tests/support/oracle.rs"]
 mod oracle;
 
-use bitnet_core::cpu::model::{
-    ModelOptions, loss_and_grads, next_token_targets, post_attn_norm_name,
-};
+use bitnet_core::cpu::model::{ModelOptions, loss_and_grads, next_token_targets};
 
 #[test]
 fn cpu_model_matches_pytorch_float64() {
@@ -55,37 +53,57 @@ fn cpu_model_rope_scaling_matches_transformers() {
     }
 }
 
+/// The relative L2 distances of the logits at λ = 0 on the oracle's batch to the base model's, with
+/// the extra norms of `opts` started at gains of 1 and calibrated (each gain = the mean RMS of that
+/// norm's input in the base model: o_proj's output, the attention output or the SwiGLU output).
+fn start_distances(model_name: &str, opts: ModelOptions) -> (f64, f64) {
+    use bitnet_core::cpu::model::extra_norms;
+    use bitnet_core::cpu::norm::mean_rms;
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    let (model, params) = oracle::load(model_name);
+    let cfg = &model.config;
+    let base = loss_and_grads(cfg, &params, &tokens, &targets, &ModelOptions::default());
+    let rows: Vec<usize> = (0..tokens.len() * tokens[0].len()).collect();
+    let calibrated = |name: &str, width: usize| {
+        let l: usize = name.split('.').nth(2).unwrap().parse().unwrap();
+        let input = if name.ends_with("post_attn_norm.weight") {
+            &base.o_out[l]
+        } else if name.ends_with("attn_sub_norm.weight") {
+            &base.att[l]
+        } else {
+            &base.h_act[l]
+        };
+        mean_rms(input, width, &rows)
+    };
+    let distance = |calibrate: bool| {
+        let mut p = params.clone();
+        for (name, width) in extra_norms(cfg, opts.post_attn_norm, opts.subln) {
+            let g = if calibrate {
+                calibrated(&name, width)
+            } else {
+                1.0
+            };
+            p.insert(name, vec![g; width]);
+        }
+        let logits = loss_and_grads(cfg, &p, &tokens, &targets, &opts).logits;
+        oracle::rel_l2(&logits, &base.logits)
+    };
+    (distance(false), distance(true))
+}
+
 /// The post-attention norm's calibrated start (each layer's gain = the mean RMS of its o_proj
 /// output on the batch, from the base model) keeps the model closer to the base model than the
 /// seed's gain 1: the logits at λ = 0 on the oracle's batch (relative L2 distance to the base
 /// model's).
 #[test]
 fn a_calibrated_post_attention_norm_starts_closer_to_the_base_model_than_gain_one() {
-    use bitnet_core::cpu::norm::mean_rms;
-    let tokens = oracle::tokens();
-    let targets = next_token_targets(&tokens, None);
     for model_name in oracle::MODELS {
-        let (model, params) = oracle::load(model_name);
-        let cfg = &model.config;
-        let plain = ModelOptions::default();
-        let base = loss_and_grads(cfg, &params, &tokens, &targets, &plain);
-        let rows: Vec<usize> = (0..tokens.len() * tokens[0].len()).collect();
-        let logits_with = |gain: &dyn Fn(usize) -> f32| {
-            let mut p = params.clone();
-            for l in 0..cfg.num_hidden_layers {
-                p.insert(post_attn_norm_name(l), vec![gain(l); cfg.hidden_size]);
-            }
-            let opts = ModelOptions {
-                post_attn_norm: true,
-                ..plain
-            };
-            loss_and_grads(cfg, &p, &tokens, &targets, &opts).logits
+        let opts = ModelOptions {
+            post_attn_norm: true,
+            ..ModelOptions::default()
         };
-        let d_one = oracle::rel_l2(&logits_with(&|_| 1.0), &base.logits);
-        let d_cal = oracle::rel_l2(
-            &logits_with(&|l| mean_rms(&base.o_out[l], cfg.hidden_size, &rows)),
-            &base.logits,
-        );
+        let (d_one, d_cal) = start_distances(model_name, opts);
         println!(
             "{model_name}: logits off the base model's by {d_one:.4} with gain 1, {d_cal:.4} calibrated"
         );
@@ -120,40 +138,12 @@ fn a_sliding_window_as_long_as_the_sequence_matches_transformers() {
 /// the logits at λ = 0 on the oracle's batch.
 #[test]
 fn calibrated_subln_starts_closer_to_the_base_model_than_gains_of_one() {
-    use bitnet_core::cpu::model::subln_names;
-    use bitnet_core::cpu::norm::mean_rms;
-    let tokens = oracle::tokens();
-    let targets = next_token_targets(&tokens, None);
     for model_name in oracle::MODELS {
-        let (model, params) = oracle::load(model_name);
-        let cfg = &model.config;
-        let plain = ModelOptions::default();
-        let base = loss_and_grads(cfg, &params, &tokens, &targets, &plain);
-        let rows: Vec<usize> = (0..tokens.len() * tokens[0].len()).collect();
-        let q = cfg.num_attention_heads * cfg.head_dim;
-        let logits_with = |calibrated: bool| {
-            let mut p = params.clone();
-            for l in 0..cfg.num_hidden_layers {
-                let [att, ffn] = subln_names(l);
-                let (ga, gf) = if calibrated {
-                    (
-                        mean_rms(&base.att[l], q, &rows),
-                        mean_rms(&base.h_act[l], cfg.intermediate_size, &rows),
-                    )
-                } else {
-                    (1.0, 1.0)
-                };
-                p.insert(att, vec![ga; q]);
-                p.insert(ffn, vec![gf; cfg.intermediate_size]);
-            }
-            let opts = ModelOptions {
-                subln: true,
-                ..plain
-            };
-            loss_and_grads(cfg, &p, &tokens, &targets, &opts).logits
+        let opts = ModelOptions {
+            subln: true,
+            ..ModelOptions::default()
         };
-        let d_one = oracle::rel_l2(&logits_with(false), &base.logits);
-        let d_cal = oracle::rel_l2(&logits_with(true), &base.logits);
+        let (d_one, d_cal) = start_distances(model_name, opts);
         println!(
             "{model_name}: SubLN logits off the base model's by {d_one:.4} with gains 1, {d_cal:.4} calibrated"
         );
