@@ -12,8 +12,6 @@ struct Params {
     _pad: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;       // (rows, V)
 @group(0) @binding(2) var<storage, read> targets: array<i32>;      // (rows,), < 0: masked
@@ -21,28 +19,7 @@ const WG: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;   // (rows,) per-row share of the mean
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>; // (rows, V)
 
-var<workgroup> red: array<f32, WG>;
-
-fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
-    red[lid] = v;
-    var stride = WG / 2u;
-    loop {
-        if (stride == 0u) { break; }
-        workgroupBarrier();
-        if (lid < stride) {
-            if (is_max) {
-                red[lid] = max(red[lid], red[lid + stride]);
-            } else {
-                red[lid] = red[lid] + red[lid + stride];
-            }
-        }
-        stride = stride / 2u;
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+// WG, red and reduce(): reduce.wgsl, prepended.
 
 @compute @workgroup_size(256)
 fn forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

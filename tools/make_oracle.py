@@ -23,8 +23,12 @@ for model in llama, qwen2 (tied embeddings, q/k/v biases), mistral, and the vari
                             o_proj and down_proj, gains model.layers.{i}.self_attn.attn_sub_norm.weight and
                             model.layers.{i}.mlp.ffn_sub_norm.weight, drawn as 1 + 0.1·N(0, 1) (stored in
                             the file as param.{name}, so that a test can use the same values)
+  absmean-l0.5-kd           distillation: 0.5·CE + 0.5·KL(p_teacher ‖ p_student) at temperature 2
+  absmean-l1-kd-only        distillation alone: KL at temperature 1, λ = 1
+                            (the teacher: the same model at λ = 0, frozen; p = softmax(logits / T))
 The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:] over every position
-(loss mask `all`). Embeddings, norms, biases and lm_head stay full precision.
+(loss mask `all`), and the KL's mean over the same positions. Embeddings, norms, biases and
+lm_head stay full precision.
 """
 import json
 import os
@@ -46,6 +50,10 @@ VARIANTS = {
     "threshold-l1": dict(lam=1.0, quantizer="threshold", postnorm=False),
     "absmean-l0.5-postnorm": dict(lam=0.5, quantizer="absmean", postnorm=True),
     "absmean-l0.5-subln": dict(lam=0.5, quantizer="absmean", postnorm=False, subln=True),
+    "absmean-l0.5-kd": dict(lam=0.5, quantizer="absmean", postnorm=False,
+                            kd=dict(temperature=2.0, weight=0.5, ce_weight=0.5)),
+    "absmean-l1-kd-only": dict(lam=1.0, quantizer="absmean", postnorm=False,
+                               kd=dict(temperature=1.0, weight=1.0, ce_weight=0.0)),
 }
 TEXTS = [
     "Instruction: Write a haiku about the sea.\nResponse: Waves fold into foam",
@@ -135,7 +143,17 @@ def main():
         for vname, variant in VARIANTS.items():
             model = load(name, variant)
             logits = model(input_ids=ids).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+            flat = logits[:, :-1].reshape(-1, logits.shape[-1])
+            loss = F.cross_entropy(flat, ids[:, 1:].reshape(-1))
+            kd = variant.get("kd")
+            if kd:
+                with torch.no_grad():
+                    teacher = load(name, VARIANTS["lambda0"])(input_ids=ids).logits
+                t = kd["temperature"]
+                log_t = F.log_softmax(teacher[:, :-1].reshape(flat.shape) / t, dim=-1)
+                log_s = F.log_softmax(flat / t, dim=-1)
+                kl = (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+                loss = kd["ce_weight"] * loss + kd["weight"] * kl
             loss.backward()
             tensors = {"logits": logits.detach().float().contiguous(),
                        "loss": loss.detach().float().reshape(1)}

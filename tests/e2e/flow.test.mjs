@@ -151,7 +151,17 @@ test('the whole flow on the demo model, a reload mid-run, and the workshop', { t
   await shot(page, 'train');
 
   const first = await resultsAndDownloads(page, dir, 'demo');
-  await fill(page, '#gen-prompt', 'Name three colors.');
+  // The demo model's own held-out tasks: base, ternarized without training, trained.
+  assert.match(await page.locator('#eval-task-name').innerText(), /demo tasks/);
+  await page.waitForFunction(() => document.querySelectorAll('#acc-table .acc').length === 3, null, { timeout: LONG });
+  const acc = await page.$$eval('#acc-table .acc', (tds) => tds.map((td) => Number(td.dataset.value)));
+  assert.ok(acc[0] >= 0.9, `the demo model answers ${acc[0]} of its tasks`);
+  assert.ok(acc[1] < acc[0], `ternarized without training: ${acc[1]}`);
+  // The quality report: base and trained ternary side by side, held-out perplexity, KL, accuracy.
+  await page.locator('#quality-table').waitFor({ timeout: LONG });
+  const quality = await page.locator('#quality-table').innerText();
+  for (const row of [/held-out perplexity/, /held-out KL to the original/, /task accuracy/]) assert.match(quality, row);
+  await fill(page, '#gen-prompt', 'Add 4 and 5.');
   await page.click('#gen-start');
   await waitText(page, '#gen-ternary', /tokens\/s/);
   assert.match(await page.locator('#gen-fp').innerText(), /tokens\/s/);

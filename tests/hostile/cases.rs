@@ -709,6 +709,52 @@ pub const CASES: &[Case] = &[
         says: &["--bsz is 0", "at least 1"],
     },
     Case {
+        name: "task-with-an-empty-output",
+        setup: |d| {
+            model(d);
+            write(
+                d,
+                "tasks.jsonl",
+                "{\"instruction\":\"Add 1 and 2.\",\"output\":\"3\"}\n{\"instruction\":\"Add 2 and 2.\",\"output\":\" \"}\n",
+            );
+        },
+        args: &["eval", "--model", "{d}/m", "--task", "{d}/tasks.jsonl"],
+        says: &["tasks.jsonl", "task 2", "empty output"],
+    },
+    Case {
+        name: "task-file-not-jsonl",
+        setup: |d| {
+            model(d);
+            write(d, "tasks.jsonl", "instruction,output\nAdd 1 and 2.,3\n");
+        },
+        args: &["eval", "--model", "{d}/m", "--task", "{d}/tasks.jsonl"],
+        says: &["tasks.jsonl", "line 1"],
+    },
+    Case {
+        name: "eval-with-nothing-to-measure",
+        setup: model,
+        args: &["eval", "--model", "{d}/m"],
+        says: &["--dataset", "--task"],
+    },
+    Case {
+        name: "kd-temperature-zero",
+        setup: model_and_data,
+        args: train!("--loss", "kd", "--kd-temperature", "0"),
+        says: &["--kd-temperature", "positive"],
+    },
+    Case {
+        name: "kd-weight-above-one",
+        setup: model_and_data,
+        args: train!("--loss", "ce+kd", "--kd-weight", "1.5"),
+        says: &["--kd-weight", "[0, 1]", "1.5"],
+    },
+    Case {
+        name: "unknown-loss",
+        setup: model_and_data,
+        args: train!("--loss", "mse"),
+        says: &["mse", "ce+kd"],
+    },
+    Case {
         name: "unknown-lambda-schedule",
         setup: model_and_data,
         args: train!("--lambda-schedule", "zigzag"),

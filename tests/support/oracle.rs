@@ -12,17 +12,27 @@ use bitnet_core::safetensors::SafeTensors;
 
 pub const MODELS: [&str; 3] = ["llama", "qwen2", "mistral"];
 
-/// One oracle variant: its file name, the λ-blend, and which extra norms are on.
+/// One oracle variant: its file name, the λ-blend, which extra norms are on, and the distillation
+/// term (the teacher: the same model at λ = 0).
 #[derive(Clone, Copy)]
 pub struct Variant {
     pub name: &'static str,
     pub blend: Option<(Quantizer, f32)>,
     pub post_attn_norm: bool,
     pub subln: bool,
+    pub kd: Option<Kd>,
+}
+
+/// Loss = ce_weight · CE + weight · KL(p_teacher ‖ p_student) at `temperature`.
+#[derive(Clone, Copy)]
+pub struct Kd {
+    pub temperature: f32,
+    pub weight: f32,
+    pub ce_weight: f32,
 }
 
 /// The variants, as tools/make_oracle.py names them.
-pub fn variants() -> [Variant; 6] {
+pub fn variants() -> [Variant; 8] {
     let threshold = Quantizer::Threshold {
         ratio: 0.7,
         scale: ScaleMode::Optimal,
@@ -33,6 +43,15 @@ pub fn variants() -> [Variant; 6] {
         blend,
         post_attn_norm,
         subln,
+        kd: None,
+    };
+    let kd = |name, blend, temperature, weight, ce_weight| Variant {
+        kd: Some(Kd {
+            temperature,
+            weight,
+            ce_weight,
+        }),
+        ..v(name, blend, false, false)
     };
     [
         v("lambda0", None, false, false),
@@ -41,6 +60,14 @@ pub fn variants() -> [Variant; 6] {
         v("threshold-l1", Some((threshold, 1.0)), false, false),
         v("absmean-l0.5-postnorm", half, true, false),
         v("absmean-l0.5-subln", half, false, true),
+        kd("absmean-l0.5-kd", half, 2.0, 0.5, 0.5),
+        kd(
+            "absmean-l1-kd-only",
+            Some((Quantizer::Absmean, 1.0)),
+            1.0,
+            1.0,
+            0.0,
+        ),
     ]
 }
 

@@ -8,7 +8,7 @@ use bitnet_core::sample::Sampling;
 use bitnet_core::selfgen::Templates;
 use bitnet_gpu::model::ModelSetup;
 use bitnet_gpu::optimizer::AdamConfig;
-use bitnet_gpu::trainer::{NormInit, TrainSettings};
+use bitnet_gpu::trainer::{LossKind, NormInit, TrainSettings};
 use bitnet_pipeline::train::{TrainJob, default_save_steps, defaults};
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -173,6 +173,16 @@ pub struct TrainFlags {
     /// first micro-batch) or one (the seed's).
     #[arg(long = "norm-init", alias = "norm_init", default_value = defaults::NORM_INIT.name())]
     norm_init: NormInit,
+    /// What is minimized: ce (cross-entropy on the data's tokens, the seed's), kd (distillation:
+    /// KL(p_base ‖ p_student) at --kd-temperature at every trained position, the frozen base model
+    /// as the teacher) or ce+kd ((1 − W)·CE + W·KD, W = --kd-weight).
+    #[arg(long, default_value = defaults::LOSS.name())]
+    loss: LossKind,
+    #[arg(long = "kd-temperature", alias = "kd_temperature", default_value_t = defaults::KD_TEMPERATURE)]
+    kd_temperature: f32,
+    /// W of --loss ce+kd, in [0, 1].
+    #[arg(long = "kd-weight", alias = "kd_weight", default_value_t = defaults::KD_WEIGHT)]
+    kd_weight: f32,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
@@ -233,6 +243,9 @@ impl TrainFlags {
                 seq_len: self.seq_len,
                 loss_mask: self.loss_mask,
                 norm_init: self.norm_init,
+                loss: self.loss,
+                kd_temperature: self.kd_temperature,
+                kd_weight: self.kd_weight,
             },
             save_steps: self
                 .save_steps

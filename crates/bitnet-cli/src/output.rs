@@ -5,6 +5,7 @@ use bitnet_core::selfgen::Rejection;
 use bitnet_core::summary::human_bytes;
 use bitnet_pipeline::Event;
 use bitnet_pipeline::events::Stage;
+use bitnet_pipeline::quality::QualityReport;
 use bitnet_pipeline::selfgen::{SelfgenReport, StoppedBy};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -173,6 +174,12 @@ impl Printer {
             Event::Perplexity { label, result } => {
                 self.line(&format!("  {label:<36} perplexity {:>10.3}", result.perplexity))
             }
+            Event::TaskAccuracy { label, result } => self.line(&format!(
+                "  {label:<36} accuracy   {:>6.1} % ({} of {} tasks)",
+                result.accuracy * 100.0,
+                result.correct,
+                result.tasks
+            )),
         }
     }
 }
@@ -205,4 +212,18 @@ pub fn print_selfgen_report(r: &SelfgenReport) {
         println!("rejected   {n:<6} {}", rej.label());
     }
     println!("duplicates {}", c.duplicates);
+}
+
+/// The quality report as a table: what was measured, the original's and the ternary model's value.
+pub fn print_quality(q: &QualityReport, original: &str, ternary: &str) {
+    let rows = q.rows();
+    if rows.is_empty() {
+        return;
+    }
+    let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    println!("quality: {original} against {ternary}");
+    println!("  {:<w$}  {:>20}  {:>20}", "", original, ternary);
+    for (what, o, t) in rows {
+        println!("  {what:<w$}  {o:>20}  {t:>20}");
+    }
 }

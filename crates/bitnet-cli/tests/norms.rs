@@ -51,7 +51,7 @@ fn eval_loss(model: &std::path::Path, data: &std::path::Path) -> f64 {
         "--seq-len",
         "32",
         "--json",
-    ])["mean_loss"]
+    ])["held_out"]["mean_loss"]
         .as_f64()
         .unwrap()
 }

@@ -271,7 +271,8 @@ fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
         "--dataset",
         s(&data),
         "--json",
-    ]);
+    ])["held_out"]
+        .clone();
     let loss = fp["mean_loss"].as_f64().unwrap();
     assert!((fp["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-9 * loss.exp());
     // A random model over a vocabulary of 297: close to uniform.
@@ -287,7 +288,8 @@ fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
         s(&data),
         "--ternary",
         "--json",
-    ]);
+    ])["held_out"]
+        .clone();
     let t2 = json(&[
         "eval",
         "--model",
@@ -295,7 +297,8 @@ fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
         "--dataset",
         s(&data),
         "--json",
-    ]);
+    ])["held_out"]
+        .clone();
     assert_eq!(t1["mean_loss"], t2["mean_loss"]);
     assert_eq!(t1["tokens"], fp["tokens"]);
     assert_ne!(t1["mean_loss"], fp["mean_loss"]);
@@ -307,6 +310,94 @@ fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
         s(&dir.join("none.jsonl")),
     ]);
     assert!(!ok && err.contains("none.jsonl"), "{err}");
+}
+
+/// The built-in demo model's folder as tools/make_demo_model.py wrote it.
+fn demo_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bitnet-pipeline/assets/demo")
+}
+
+#[test]
+fn eval_task_scores_the_demo_models_greedy_answers_by_exact_match() {
+    let demo = demo_folder();
+    let v = json(&[
+        "eval",
+        "--model",
+        s(&demo),
+        "--task",
+        s(&demo.join("tasks.jsonl")),
+        "--bsz",
+        "32",
+        "--json",
+    ]);
+    assert!(v["held_out"].is_null(), "{v}");
+    let t = &v["tasks"];
+    let (correct, n) = (t["correct"].as_u64().unwrap(), t["tasks"].as_u64().unwrap());
+    assert_eq!(n, 100);
+    assert!(
+        correct >= 90,
+        "the demo model answers {correct} of {n} tasks"
+    );
+    // PyTorch's greedy answers (the script's own measurement) score within 2 tasks of ours.
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(demo.join("report.json")).unwrap()).unwrap();
+    let torch = (report["tasks_jsonl_exact_match"].as_f64().unwrap() * n as f64).round() as u64;
+    assert!(
+        correct.abs_diff(torch) <= 2,
+        "ours {correct}, PyTorch's {torch}"
+    );
+    let domains = t["domains"].as_array().unwrap();
+    assert_eq!(domains.len(), 5, "{domains:?}");
+
+    // Exact match: the model's own answer (spaces around it do not count) is right, one word
+    // more is wrong; the batch size never changes a score.
+    let answers: Vec<&Value> = t["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["correct"] == true)
+        .take(2)
+        .collect();
+    let dir = tmp("eval-task");
+    let small = dir.join("tasks.jsonl");
+    let task = |a: &Value, output: String| {
+        serde_json::json!({"instruction": a["instruction"], "output": output}).to_string()
+    };
+    let a = |i: usize| answers[i]["answer"].as_str().unwrap().to_string();
+    std::fs::write(
+        &small,
+        format!(
+            "{}\n{}\n",
+            task(answers[0], format!("  {} ", a(0))),
+            task(answers[1], format!("{} more", a(1)))
+        ),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for bsz in ["1", "2"] {
+        let v = json(&[
+            "eval",
+            "--model",
+            s(&demo),
+            "--task",
+            s(&small),
+            "--bsz",
+            bsz,
+            "--json",
+        ]);
+        let flags: Vec<&Value> = v["tasks"]["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["correct"])
+            .collect();
+        assert_eq!(flags, [&Value::Bool(true), &Value::Bool(false)], "{v}");
+        seen.push(v["tasks"]["answers"].clone());
+    }
+    assert_eq!(seen[0], seen[1]);
+    let (ok, out, err) = bitnet(&["eval", "--model", s(&demo), "--task", s(&small)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("accuracy 50.0 % (1 of 2 tasks"), "{out}");
 }
 
 #[test]
@@ -322,19 +413,39 @@ fn demo_runs_the_whole_pipeline_and_a_second_run_resumes_it() {
         "step      λ",
         "ternary",
         "sample from the ternary model",
+        "accuracy on the held-out tasks (exact match)",
+        "ternarized only",
+        "quality: base model against trained ternary",
+        "held-out KL to the original",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     let r: Value =
         serde_json::from_slice(&std::fs::read(dir.join("run_report.json")).unwrap()).unwrap();
     assert_eq!(r["data"]["counts"]["kept"], 24);
-    let ppl = |k: &str| r[k]["perplexity"].as_f64().unwrap();
-    assert!(
-        ppl("perplexity_trained_ternary") < ppl("perplexity_base"),
-        "{r}"
+    let c = &r["comparison"];
+    let (base, ptq, trained) = (
+        &c["quality"]["original"],
+        &c["base_ternary"],
+        &c["quality"]["ternary"],
     );
+    let ppl = |side: &Value| side["held_out"]["perplexity"].as_f64().unwrap();
+    let kl = |side: &Value| side["held_out"]["kl_to_reference"].as_f64().unwrap();
+    // Training recovers part of what ternarizing alone loses, and comes closer to the original.
+    assert!(ppl(trained) < ppl(ptq), "{r}");
+    assert!(0.0 < kl(trained) && kl(trained) < kl(ptq), "{r}");
+    assert!(base["held_out"]["kl_to_reference"].is_null());
+    let acc = |side: &Value| side["tasks"]["accuracy"].as_f64().unwrap();
+    assert!(acc(base) >= 0.9, "{r}");
+    assert!(acc(ptq) < acc(base), "{r}");
+    assert_eq!(trained["tasks"]["tasks"], 100);
+    // The training manifest records the quality report.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train/training_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["quality"], c["quality"]);
     // The demo trains without extra norms: no "with its norms at their start" row.
-    assert!(r["perplexity_base_with_norms"].is_null(), "{r}");
+    assert!(c["base_with_norms"].is_null(), "{r}");
     assert!(r["packed_bytes"].as_u64().unwrap() > 0);
     assert!((0.0..1.0).contains(&r["sparsity"].as_f64().unwrap()));
     assert_clean_demo(&lines(&dir.join("data.jsonl")));
@@ -448,7 +559,7 @@ fn a_packed_file_carries_its_trained_post_attention_gains() {
         assert!(g.iter().any(|&x| x != 1.0), "{name} never moved from 1");
     }
     let eval = |model: &Path| {
-        json(&["eval", "--model", s(model), "--dataset", s(&data), "--json"])["mean_loss"]
+        json(&["eval", "--model", s(model), "--dataset", s(&data), "--json"])["held_out"]["mean_loss"]
             .as_f64()
             .unwrap()
     };

@@ -81,6 +81,8 @@ pub struct MemoryPlan {
     pub optimizer: u64,
     /// Activations kept for backward, logits and their gradient, of every micro-batch of a step.
     pub activations: u64,
+    /// A distillation teacher's weights and batches (0 without one).
+    pub teacher: u64,
     pub total: u64,
     /// The largest single buffer and what it holds.
     pub largest_buffer: u64,
@@ -109,7 +111,7 @@ impl MemoryPlan {
         // (and normed), the residual, gate/up/SwiGLU; once: the residual stream, the final norm,
         // logits and their gradient, the backward pass's scratch, loss, ids and targets.
         let per_layer = 5 * h + 3 * q + 3 * kv + 3 * i + 2 * heads + 3;
-        let once = (layers + 6) * h + 2 * v + 3 * i + 3 * q + 5 * kv + 5;
+        let once = (layers + 6) * h + 2 * v + 3 * i + 3 * q + 5 * kv + 8;
         let rope = seq_len as u64 * c.head_dim as u64; // cos and sin, half a head each
         let activations =
             4 * micro_batches.max(1) as u64 * (tokens * (layers * per_layer + once) + rope);
@@ -128,6 +130,7 @@ impl MemoryPlan {
             gradients: weights,
             optimizer: 2 * weights,
             activations,
+            teacher: 0,
             total: 4 * weights + activations,
             largest_buffer: largest,
             largest_buffer_name: largest_name,
@@ -147,6 +150,15 @@ impl MemoryPlan {
         self.optimizer += 2 * gains;
         self.activations += acts;
         self.total += 4 * gains + acts;
+        self
+    }
+
+    /// The plan of a run that distills from the base model: the frozen teacher's weights and the
+    /// buffers of its batches (as many as the student's, without SubLN).
+    pub fn with_teacher(mut self, c: &ModelConfig) -> Self {
+        let plain = MemoryPlan::new(c, self.batch, self.seq_len, self.micro_batches);
+        self.teacher = plain.weights + plain.activations;
+        self.total += self.teacher;
         self
     }
 

@@ -5,7 +5,9 @@
 #[path = "../../../tests/support/oracle.rs"]
 mod oracle;
 
-use bitnet_core::cpu::model::{ModelOptions, loss_and_grads, next_token_targets};
+use bitnet_core::cpu::model::{
+    Distillation, ModelOptions, Objective, loss_and_grads, loss_and_grads_of, next_token_targets,
+};
 
 #[test]
 fn cpu_model_matches_pytorch_float64() {
@@ -14,6 +16,8 @@ fn cpu_model_matches_pytorch_float64() {
     for model_name in oracle::MODELS {
         let (model, params) = oracle::load(model_name);
         let cfg = &model.config;
+        // The distillation teacher: the model as it is (λ = 0).
+        let teacher = loss_and_grads(cfg, &params, &tokens, &targets, &ModelOptions::default());
         for variant in oracle::variants() {
             let mut params = params.clone();
             params.extend(oracle::extra_params(model_name, &variant, cfg));
@@ -23,7 +27,18 @@ fn cpu_model_matches_pytorch_float64() {
                 subln: variant.subln,
                 quantize_lm_head: false,
             };
-            let out = loss_and_grads(cfg, &params, &tokens, &targets, &opts);
+            let objective = match variant.kd {
+                None => Objective::CE,
+                Some(kd) => Objective {
+                    ce_weight: kd.ce_weight,
+                    kd: Some(Distillation {
+                        teacher_logits: &teacher.logits,
+                        temperature: kd.temperature,
+                        weight: kd.weight,
+                    }),
+                },
+            };
+            let out = loss_and_grads_of(cfg, &params, &tokens, &targets, &opts, &objective);
             let mut grad = |name: &str| out.grads.get(name).cloned();
             oracle::check(
                 model_name,

@@ -46,6 +46,7 @@ pub(crate) struct Acts {
     pub(crate) nf: wgpu::Buffer,
     pub(crate) logits: wgpu::Buffer,
     pub(crate) lse: wgpu::Buffer,
+    pub(crate) kd_stats: wgpu::Buffer,
     pub(crate) dlogits: wgpu::Buffer,
     pub(crate) dx: wgpu::Buffer,
     pub(crate) dn: wgpu::Buffer,
@@ -78,6 +79,8 @@ pub struct Batch {
     pub(crate) sin: wgpu::Buffer,
     /// Loss per row, each already divided by `loss_divisor`: their sum is the mean loss.
     pub loss: wgpu::Buffer,
+    /// The distillation term's loss per row, when a pass has both it and the cross-entropy.
+    pub kd_loss: wgpu::Buffer,
     pub(crate) acts: Acts,
 }
 
@@ -177,6 +180,7 @@ impl Batch {
             nf: f("final norm", n * h)?,
             logits: f("logits", n * vocab)?,
             lse: f("lse", n)?,
+            kd_stats: f("kd stats", 2 * n)?,
             dlogits: f("dlogits", n * vocab)?,
             dx: f("d residual", n * h)?,
             dn: f("d norm", n * h)?,
@@ -203,6 +207,7 @@ impl Batch {
             cos: gpu.upload_f32("rope cos", &cos)?,
             sin: gpu.upload_f32("rope sin", &sin)?,
             loss: f("loss", n)?,
+            kd_loss: f("kd loss", n)?,
             acts,
         })
     }

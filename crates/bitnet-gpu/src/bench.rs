@@ -407,7 +407,7 @@ async fn layer_benches(
     );
     let (r32, v32) = (xr as u32, xv as u32);
     let shape = format!("{xr}x{xv}");
-    let ops = [gpu.xent_forward(r32, v32, r32, &lb, &tgb, &lseb, &lossb)];
+    let ops = [gpu.xent_forward(r32, v32, r32 as f32, &lb, &tgb, &lseb, &lossb)];
     let r = bench_one(
         gpu,
         "xent forward".into(),
@@ -427,7 +427,7 @@ async fn layer_benches(
         },
     );
     results.push(r.await?);
-    let ops = [gpu.xent_backward(r32, v32, r32, &lb, &tgb, &lseb, &dlb)];
+    let ops = [gpu.xent_backward(r32, v32, r32 as f32, &lb, &tgb, &lseb, &dlb)];
     let r = bench_one(
         gpu,
         "xent backward".into(),

@@ -59,7 +59,10 @@ pub const EMBEDDING: ShaderFamily = ShaderFamily {
 };
 pub const XENT: ShaderFamily = ShaderFamily {
     name: "xent",
-    source: include_str!("../../../shaders/xent.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/reduce.wgsl"),
+        include_str!("../../../shaders/xent.wgsl")
+    ),
     bindings: &[
         B::Uniform,
         B::StorageRead,
@@ -67,6 +70,22 @@ pub const XENT: ShaderFamily = ShaderFamily {
         B::StorageReadWrite,
         B::StorageReadWrite,
         B::StorageReadWrite,
+    ],
+};
+pub const KL: ShaderFamily = ShaderFamily {
+    name: "kl",
+    source: concat!(
+        include_str!("../../../shaders/reduce.wgsl"),
+        include_str!("../../../shaders/kl.wgsl")
+    ),
+    bindings: &[
+        B::Uniform,
+        B::StorageRead,      // student logits
+        B::StorageRead,      // teacher logits
+        B::StorageRead,      // targets
+        B::StorageReadWrite, // stats: lse_s, lse_t per row
+        B::StorageReadWrite, // loss per row
+        B::StorageReadWrite, // dlogits
     ],
 };
 pub const ATTENTION: ShaderFamily = ShaderFamily {
@@ -113,6 +132,13 @@ pub const MAX_HEAD_DIM: u32 = 256;
 /// Keys (or, for dk/dv, queries × group heads) per attention dispatch: with D/4 ≤ 64 vec4 steps per
 /// key, no invocation comes near lavapipe's 65535 loop iterations (see attention.wgsl).
 pub const ATTENTION_CHUNK: u32 = 256;
+
+/// The distillation term's temperature and weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distill {
+    pub temperature: f32,
+    pub weight: f32,
+}
 
 fn u4(a: u32, b: u32, c: u32, d: u32) -> [u32; 4] {
     [a, b, c, d]
@@ -267,18 +293,19 @@ impl Gpu {
         )
     }
 
-    /// Per-row loss share and lse of logits (rows, vocab) against targets (i32, < 0 masked).
+    /// Per-row loss share (the row's cross-entropy over `divisor`: the unmasked rows' count, over
+    /// the loss's weight) and lse of logits (rows, vocab) against targets (i32, < 0 masked).
     pub fn xent_forward(
         &self,
         rows: u32,
         vocab: u32,
-        n_valid: u32,
+        divisor: f32,
         logits: &wgpu::Buffer,
         targets: &wgpu::Buffer,
         lse: &wgpu::Buffer,
         loss: &wgpu::Buffer,
     ) -> Op {
-        let u = self.params("xent", &[rows, vocab, (n_valid.max(1) as f32).to_bits(), 0]);
+        let u = self.params("xent", &[rows, vocab, divisor.to_bits(), 0]);
         self.op(
             &XENT,
             "forward",
@@ -291,17 +318,102 @@ impl Gpu {
         &self,
         rows: u32,
         vocab: u32,
-        n_valid: u32,
+        divisor: f32,
         logits: &wgpu::Buffer,
         targets: &wgpu::Buffer,
         lse: &wgpu::Buffer,
         dlogits: &wgpu::Buffer,
     ) -> Op {
-        let u = self.params("xent", &[rows, vocab, (n_valid.max(1) as f32).to_bits(), 0]);
+        let u = self.params("xent", &[rows, vocab, divisor.to_bits(), 0]);
         self.op(
             &XENT,
             "backward",
             &[&u, logits, targets, lse, &self.dummy_rw[0], dlogits],
+            self.groups_for(rows as u64 * vocab as u64, 256),
+        )
+    }
+
+    /// The uniform of the distillation kernels.
+    fn kl_params(
+        &self,
+        rows: u32,
+        vocab: u32,
+        n_valid: u32,
+        kd: Distill,
+        accumulate: bool,
+    ) -> wgpu::Buffer {
+        let p = [
+            rows,
+            vocab,
+            (n_valid.max(1) as f32).to_bits(),
+            (1.0 / kd.temperature).to_bits(),
+            kd.weight.to_bits(),
+            accumulate as u32,
+            0,
+            0,
+        ];
+        self.params("kl", &p)
+    }
+
+    /// Per-row share of weight · KL(softmax(teacher/T) ‖ softmax(student/T)) over logits (rows,
+    /// vocab), rows with a negative target masked; `stats` (rows, 2) keeps both logsumexps for the
+    /// backward.
+    pub fn kl_forward(
+        &self,
+        rows: u32,
+        vocab: u32,
+        n_valid: u32,
+        kd: Distill,
+        student: &wgpu::Buffer,
+        teacher: &wgpu::Buffer,
+        targets: &wgpu::Buffer,
+        stats: &wgpu::Buffer,
+        loss: &wgpu::Buffer,
+    ) -> Op {
+        let u = self.kl_params(rows, vocab, n_valid, kd, false);
+        self.op(
+            &KL,
+            "forward",
+            &[
+                &u,
+                student,
+                teacher,
+                targets,
+                stats,
+                loss,
+                &self.dummy_rw[0],
+            ],
+            self.groups_for(rows as u64, 1),
+        )
+    }
+
+    /// d(KL share)/d(student logits), written into `dlogits` or, with `accumulate`, added to it.
+    pub fn kl_backward(
+        &self,
+        rows: u32,
+        vocab: u32,
+        n_valid: u32,
+        kd: Distill,
+        accumulate: bool,
+        student: &wgpu::Buffer,
+        teacher: &wgpu::Buffer,
+        targets: &wgpu::Buffer,
+        stats: &wgpu::Buffer,
+        dlogits: &wgpu::Buffer,
+    ) -> Op {
+        let u = self.kl_params(rows, vocab, n_valid, kd, accumulate);
+        self.op(
+            &KL,
+            "backward",
+            &[
+                &u,
+                student,
+                teacher,
+                targets,
+                stats,
+                &self.dummy_rw[0],
+                dlogits,
+            ],
             self.groups_for(rows as u64 * vocab as u64, 256),
         )
     }

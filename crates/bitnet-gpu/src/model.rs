@@ -18,6 +18,7 @@ use bitnet_core::quant::Quantizer;
 pub use crate::batch::Batch;
 use crate::device::Gpu;
 use crate::error::GpuError;
+use crate::kernels::Distill;
 use crate::matmul::{BlendPath, GemmPlan, LinearGrads, LinearShape};
 use crate::ops::Op;
 use crate::quantize::StatsBuffers;
@@ -46,6 +47,14 @@ pub struct NormInputRms {
 }
 
 pub use bitnet_core::cpu::model::is_extra_norm;
+
+/// The distillation term of a training pass: the teacher's logits over the same batch, the KL's
+/// temperature and weight, and the cross-entropy's weight beside it.
+pub struct Teacher<'a> {
+    pub logits: &'a wgpu::Buffer,
+    pub kd: Distill,
+    pub ce_weight: f32,
+}
 
 struct Param {
     buf: wgpu::Buffer,
@@ -281,7 +290,26 @@ impl GpuModel {
                 message: "a model built for inference has no gradients to compute".into(),
             });
         }
-        self.pass(gpu, batch, lambda, true)
+        self.pass(gpu, batch, lambda, true, None)
+    }
+
+    /// [`GpuModel::forward_backward`] of `ce_weight` · cross-entropy + the distillation term of
+    /// `teacher` (its logits over the same batch); `batch.loss` then holds the whole objective's
+    /// rows only when `ce_weight` is 0 — else the cross-entropy's, and `batch.kd_loss` the KL's.
+    pub fn forward_backward_distilled(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        lambda: Option<f32>,
+        teacher: &Teacher<'_>,
+    ) -> Result<Vec<Op>, GpuError> {
+        if !self.trainable {
+            return Err(GpuError::Device {
+                what: "model".into(),
+                message: "a model built for inference has no gradients to compute".into(),
+            });
+        }
+        self.pass(gpu, batch, lambda, true, Some(teacher))
     }
 
     /// Ops of the forward pass only: the loss per row in `batch.loss`, the logits in
@@ -292,7 +320,7 @@ impl GpuModel {
         batch: &Batch,
         lambda: Option<f32>,
     ) -> Result<Vec<Op>, GpuError> {
-        self.pass(gpu, batch, lambda, false)
+        self.pass(gpu, batch, lambda, false, None)
     }
 
     fn pass(
@@ -301,6 +329,7 @@ impl GpuModel {
         batch: &Batch,
         lambda: Option<f32>,
         backward: bool,
+        teacher: Option<&Teacher<'_>>,
     ) -> Result<Vec<Op>, GpuError> {
         let cfg = &self.cfg;
         let (h, inter, vocab) = (
@@ -531,13 +560,38 @@ impl GpuModel {
             self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
         ));
         let nv = batch.loss_divisor;
-        ops.push(gpu.xent_forward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &batch.loss));
+        // The cross-entropy's weight folds into its divisor; distillation alone has none.
+        let ce = match teacher {
+            None => Some(nv as f32),
+            Some(t) if t.ce_weight > 0.0 => Some(nv as f32 / t.ce_weight),
+            Some(_) => None,
+        };
+        let tgt = &batch.targets;
+        if let Some(div) = ce {
+            ops.push(gpu.xent_forward(n, vocab, div, &a.logits, tgt, &a.lse, &batch.loss));
+        }
+        if let Some(t) = teacher {
+            let kd_loss = if ce.is_some() {
+                &batch.kd_loss
+            } else {
+                &batch.loss
+            };
+            let (s, tl) = (&a.logits, t.logits);
+            ops.push(gpu.kl_forward(n, vocab, nv, t.kd, s, tl, tgt, &a.kd_stats, kd_loss));
+        }
         if !backward {
             return Ok(ops);
         }
 
         // Backward: a.dx carries dL/d(residual stream) from the top down.
-        ops.push(gpu.xent_backward(n, vocab, nv, &a.logits, &batch.targets, &a.lse, &a.dlogits));
+        if let Some(div) = ce {
+            ops.push(gpu.xent_backward(n, vocab, div, &a.logits, tgt, &a.lse, &a.dlogits));
+        }
+        if let Some(t) = teacher {
+            let (s, tl, d) = (&a.logits, t.logits, &a.dlogits);
+            let acc = ce.is_some();
+            ops.push(gpu.kl_backward(n, vocab, nv, t.kd, acc, s, tl, tgt, &a.kd_stats, d));
+        }
         let grads = LinearGrads {
             dx: &a.dn,
             dw: &lm.grad,

@@ -8,7 +8,7 @@ use bitnet_core::cpu::attention::{
 };
 use bitnet_core::cpu::optim::{AdamW, act_quant8, grad_norm};
 use bitnet_core::cpu::{
-    self, embedding as ce, matmul as cm, norm as cn, rope as cr, swiglu as cs, xent as cx,
+    self, embedding as ce, kl as ck, matmul as cm, norm as cn, rope as cr, swiglu as cs, xent as cx,
 };
 use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
@@ -631,8 +631,8 @@ async fn loss_attention_optim_checks(
         );
         let (r, v, nv) = (rows as u32, vocab as u32, n_valid as u32);
         gpu.submit(&[
-            gpu.xent_forward(r, v, nv, &lb, &tb, &lseb, &lossb),
-            gpu.xent_backward(r, v, nv, &lb, &tb, &lseb, &db),
+            gpu.xent_forward(r, v, nv as f32, &lb, &tb, &lseb, &lossb),
+            gpu.xent_backward(r, v, nv as f32, &lb, &tb, &lseb, &db),
         ]);
         let loss: f32 = gpu.read_f32("loss", &lossb, rows).await?.iter().sum();
         let tag = format!("{rows}x{vocab}");
@@ -656,6 +656,63 @@ async fn loss_attention_optim_checks(
             &want_d,
             1e-7,
             1e-4,
+        ));
+    }
+    // Distillation: KL at two temperatures, its backward written and added to the CE's.
+    for (rows, vocab, temperature) in [(3usize, 7usize, 1.0f32), (5, 1000, 2.0), (2, 40_000, 1.0)] {
+        let student = rng.vec(rows * vocab, 3.0);
+        let teacher = rng.vec(rows * vocab, 3.0);
+        let targets: Vec<i32> = (0..rows)
+            .map(|r| if r == 1 { -100 } else { (r % vocab) as i32 })
+            .collect();
+        let n_valid = targets.iter().filter(|&&t| t >= 0).count() as u32;
+        let kd = crate::kernels::Distill {
+            temperature,
+            weight: 0.75,
+        };
+        let want = ck::kl_forward(&student, &teacher, &targets, vocab, temperature, kd.weight);
+        let want_d = ck::kl_backward(&student, &teacher, &targets, vocab, temperature, kd.weight);
+        let (sb, tb, gb) = (
+            gpu.upload_f32("student", &student)?,
+            gpu.upload_f32("teacher", &teacher)?,
+            gpu.upload("targets", bytemuck::cast_slice(&targets))?,
+        );
+        let (statsb, lossb, db) = (
+            zeros(gpu, "kl stats", 2 * rows)?,
+            zeros(gpu, "kl loss", rows)?,
+            zeros(gpu, "dlogits", rows * vocab)?,
+        );
+        let (r, v) = (rows as u32, vocab as u32);
+        let ones = gpu.upload_f32("ones", &vec![1f32; rows * vocab])?;
+        gpu.submit(&[
+            gpu.kl_forward(r, v, n_valid, kd, &sb, &tb, &gb, &statsb, &lossb),
+            gpu.kl_backward(r, v, n_valid, kd, false, &sb, &tb, &gb, &statsb, &db),
+        ]);
+        let tag = format!("{rows}x{vocab} T={temperature}");
+        let loss: f32 = gpu.read_f32("kl loss", &lossb, rows).await?.iter().sum();
+        out.push(Check::compare(
+            format!("kl forward {tag}"),
+            &[loss],
+            &[want],
+            1e-5,
+            1e-4,
+        ));
+        out.push(Check::compare(
+            format!("kl backward {tag}"),
+            &gpu.read_f32("dlogits", &db, rows * vocab).await?,
+            &want_d,
+            1e-7,
+            1e-4,
+        ));
+        // Accumulating onto a buffer of ones adds the same gradient to each.
+        gpu.submit(&[gpu.kl_backward(r, v, n_valid, kd, true, &sb, &tb, &gb, &statsb, &ones)]);
+        let plus_one: Vec<f32> = want_d.iter().map(|d| d + 1.0).collect();
+        out.push(Check::compare(
+            format!("kl backward, accumulated {tag}"),
+            &gpu.read_f32("ones", &ones, rows * vocab).await?,
+            &plus_one,
+            1e-6,
+            1e-6,
         ));
     }
 

@@ -25,10 +25,12 @@ use bitnet_core::safetensors::{
     OwnedTensor, SafeTensors, data_order, data_section, serialize_with_data,
 };
 use bitnet_core::schedule::{Schedule, cosine_lr};
+use bitnet_core::summary::MemoryPlan;
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::model::{GpuModel, ModelSetup, is_extra_norm};
+use crate::kernels::Distill;
+use crate::model::{GpuModel, ModelSetup, Teacher, is_extra_norm};
 use crate::optimizer::{AdamConfig, Optimizer};
 
 /// The checkpoint format this trainer writes and reads.
@@ -62,6 +64,60 @@ pub struct TrainSettings {
     /// How the post-attention norm's gains start (when there is one).
     #[serde(default)]
     pub norm_init: NormInit,
+    /// What is minimized: cross-entropy on the data's tokens, distillation from the base model
+    /// (KL(p_teacher ‖ p_student) at `kd_temperature`), or both (weights 1 − `kd_weight` and
+    /// `kd_weight`).
+    #[serde(default)]
+    pub loss: LossKind,
+    #[serde(default = "one")]
+    pub kd_temperature: f32,
+    #[serde(default = "half")]
+    pub kd_weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn half() -> f32 {
+    0.5
+}
+
+/// The training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LossKind {
+    /// Cross-entropy on the data's tokens (the seed's).
+    #[default]
+    #[serde(rename = "ce")]
+    Ce,
+    /// Distillation from the frozen base model alone.
+    #[serde(rename = "kd")]
+    Kd,
+    /// Both.
+    #[serde(rename = "ce+kd")]
+    CeKd,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::Ce => "ce",
+            LossKind::Kd => "kd",
+            LossKind::CeKd => "ce+kd",
+        }
+    }
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ce" => Ok(LossKind::Ce),
+            "kd" => Ok(LossKind::Kd),
+            "ce+kd" => Ok(LossKind::CeKd),
+            _ => Err(format!("loss must be `ce`, `kd` or `ce+kd`, not `{s}`")),
+        }
+    }
 }
 
 /// How the gains of the post-attention norm start.
@@ -128,6 +184,18 @@ impl TrainSettings {
                 "--threshold is {ratio}; it must be in [0, {MAX_THRESHOLD_RATIO}]"
             ));
         }
+        if !(self.kd_temperature > 0.0 && self.kd_temperature.is_finite()) {
+            return bad(format!(
+                "--kd-temperature must be a positive number, got {}",
+                self.kd_temperature
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.kd_weight) {
+            return bad(format!(
+                "--kd-weight must be in [0, 1], got {}",
+                self.kd_weight
+            ));
+        }
         let a = &self.adam;
         if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
             return bad(format!(
@@ -142,6 +210,31 @@ impl TrainSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The GPU memory a run with these settings needs (the plan `train`, `inspect` and the app check).
+    pub fn memory_plan(&self, cfg: &ModelConfig) -> MemoryPlan {
+        let mut plan = MemoryPlan::new(cfg, self.bsz, self.seq_len, self.grad_accum);
+        if self.setup.subln {
+            plan = plan.with_subln(cfg);
+        }
+        if self.loss != LossKind::Ce {
+            plan = plan.with_teacher(cfg);
+        }
+        plan
+    }
+
+    /// The cross-entropy's weight and the distillation term (None: cross-entropy alone).
+    pub fn objective(&self) -> (f32, Option<Distill>) {
+        let kd = |weight| Distill {
+            temperature: self.kd_temperature,
+            weight,
+        };
+        match self.loss {
+            LossKind::Ce => (1.0, None),
+            LossKind::Kd => (0.0, Some(kd(1.0))),
+            LossKind::CeKd => (1.0 - self.kd_weight, Some(kd(self.kd_weight))),
+        }
     }
 
     /// λ after the last optimizer step's update (the λ the trained weights were last blended at).
@@ -270,6 +363,8 @@ pub enum TrainError {
 pub struct Trainer {
     pub settings: TrainSettings,
     pub model: GpuModel,
+    /// The frozen base model that distillation learns from (with `--loss kd` or `ce+kd`).
+    teacher: Option<GpuModel>,
     optimizer: Optimizer,
     data: Vec<Sequence>,
     pad_id: u32,
@@ -301,7 +396,26 @@ impl Trainer {
         }
         let model = GpuModel::new(gpu, cfg, weights, settings.setup)?;
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
+        // The teacher: the base model's own weights as they are (no extra norm, no blend).
+        let teacher = match settings.objective().1 {
+            None => None,
+            Some(_) => {
+                let base: BTreeMap<String, Vec<f32>> = weights
+                    .iter()
+                    .filter(|(n, _)| !is_extra_norm(n))
+                    .map(|(n, w)| (n.clone(), w.clone()))
+                    .collect();
+                let plain = ModelSetup {
+                    quantizer: settings.setup.quantizer,
+                    post_attn_norm: false,
+                    quantize_lm_head: false,
+                    subln: false,
+                };
+                Some(GpuModel::for_inference(gpu, cfg, &base, plain)?)
+            }
+        };
         let mut t = Trainer {
+            teacher,
             // The base model's own parameters (not the gains of norms it does not have).
             base_checksum: weights_checksum(weights.iter().filter(|(n, _)| !is_extra_norm(n))),
             data_checksum: sequences_checksum(&data),
@@ -351,27 +465,51 @@ impl Trainer {
         let s = self.settings.clone();
         let lambda = self.lambda();
         let lr = cosine_lr(s.lr, self.step, s.steps, s.warmup_ratio);
+        let (ce_weight, kd) = s.objective();
         let mut batches = Vec::with_capacity(s.grad_accum);
+        let mut teacher_batches = Vec::new();
         for _ in 0..s.grad_accum {
             let b = pad_batch(&self.next_sequences(), self.pad_id);
             batches.push(self.model.batch(gpu, &b.tokens, &b.targets)?);
+            if let Some(teacher) = &self.teacher {
+                teacher_batches.push(teacher.batch(gpu, &b.tokens, &b.targets)?);
+            }
         }
         let total: u32 = batches.iter().map(|b| b.n_valid).sum();
         let mut ops = self.model.zero_grads();
-        for b in &mut batches {
+        let lambda32 = Some(lambda as f32);
+        for (i, b) in batches.iter_mut().enumerate() {
             b.loss_divisor = total.max(1);
-            ops.extend(self.model.forward_backward(gpu, b, Some(lambda as f32))?);
+            match (&self.teacher, kd) {
+                (Some(teacher), Some(kd)) => {
+                    // The teacher's logits over the same micro-batch, then the student's pass.
+                    let tb = &teacher_batches[i];
+                    ops.extend(teacher.forward_loss(gpu, tb, None)?);
+                    let t = Teacher {
+                        logits: tb.logits(),
+                        kd,
+                        ce_weight,
+                    };
+                    ops.extend(
+                        self.model
+                            .forward_backward_distilled(gpu, b, lambda32, &t)?,
+                    );
+                }
+                _ => ops.extend(self.model.forward_backward(gpu, b, lambda32)?),
+            }
         }
         ops.extend(self.optimizer.grad_norm_ops(gpu, &self.model));
         gpu.submit(&ops);
         let mut loss = 0.0;
         for b in &batches {
             let rows = (b.b * b.t) as usize;
-            loss += gpu
-                .read_f32("loss", &b.loss, rows)
-                .await?
-                .iter()
-                .sum::<f32>();
+            let read = async |buf| -> Result<f32, GpuError> {
+                Ok(gpu.read_f32("loss", buf, rows).await?.iter().sum::<f32>())
+            };
+            loss += read(&b.loss).await?;
+            if kd.is_some() && ce_weight > 0.0 {
+                loss += read(&b.kd_loss).await?;
+            }
         }
         let grad_norm = self.optimizer.read_grad_norm(gpu, &self.model).await?;
         for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {

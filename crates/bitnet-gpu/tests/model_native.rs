@@ -1,6 +1,7 @@
 //! The GPU model (forward, loss, backward) against PyTorch/transformers in float64
 //! (tests/fixtures/oracle) on the native adapter: every fixture model, plain, λ-blended with absmean
-//! and threshold codes, and with the post-attention RMSNorm. Fails, never skips, without an adapter.
+//! and threshold codes, with the extra norms, and distilled from the model itself at λ = 0. Fails,
+//! never skips, without an adapter.
 #![cfg(not(target_arch = "wasm32"))]
 
 #[path = "../../../tests/support/oracle.rs"]
@@ -9,7 +10,8 @@ mod oracle;
 use bitnet_core::cpu::model::next_token_targets;
 use bitnet_core::quant::Quantizer;
 use bitnet_gpu::Gpu;
-use bitnet_gpu::model::{Batch, GpuModel, ModelSetup};
+use bitnet_gpu::kernels::Distill;
+use bitnet_gpu::model::{Batch, GpuModel, ModelSetup, Teacher};
 
 #[test]
 fn gpu_model_matches_pytorch_float64() {
@@ -20,6 +22,16 @@ fn gpu_model_matches_pytorch_float64() {
     for model_name in oracle::MODELS {
         let (model, params) = oracle::load(model_name);
         let cfg = &model.config;
+        // The distillation teacher: the model as it is, frozen (λ = 0), on the same batch.
+        let plain = ModelSetup {
+            quantizer: Quantizer::Absmean,
+            post_attn_norm: false,
+            quantize_lm_head: false,
+            subln: false,
+        };
+        let teacher = GpuModel::for_inference(&gpu, cfg, &params, plain).unwrap();
+        let teacher_batch = teacher.batch(&gpu, &tokens, &targets).unwrap();
+        gpu.submit(&teacher.forward_loss(&gpu, &teacher_batch, None).unwrap());
         for variant in oracle::variants() {
             let blend = variant.blend;
             let setup = ModelSetup {
@@ -32,15 +44,33 @@ fn gpu_model_matches_pytorch_float64() {
             params.extend(oracle::extra_params(model_name, &variant, cfg));
             let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
             let batch = m.batch(&gpu, &tokens, &targets).unwrap();
-            let ops = m
-                .forward_backward(&gpu, &batch, blend.map(|b| b.1))
-                .unwrap();
-            gpu.submit(&ops);
+            let lambda = blend.map(|b| b.1);
+            let ops = match variant.kd {
+                None => m.forward_backward(&gpu, &batch, lambda),
+                Some(kd) => {
+                    let t = Teacher {
+                        logits: teacher_batch.logits(),
+                        kd: Distill {
+                            temperature: kd.temperature,
+                            weight: kd.weight,
+                        },
+                        ce_weight: kd.ce_weight,
+                    };
+                    m.forward_backward_distilled(&gpu, &batch, lambda, &t)
+                }
+            };
+            gpu.submit(&ops.unwrap());
             let n = tokens.len() * tokens[0].len();
-            let loss: f32 = pollster::block_on(gpu.read_f32("loss", &batch.loss, n))
-                .unwrap()
-                .iter()
-                .sum();
+            let sum = |buf| -> f32 {
+                pollster::block_on(gpu.read_f32("loss", buf, n))
+                    .unwrap()
+                    .iter()
+                    .sum()
+            };
+            let mut loss = sum(&batch.loss);
+            if variant.kd.is_some_and(|kd| kd.ce_weight > 0.0) {
+                loss += sum(&batch.kd_loss);
+            }
             let logits =
                 pollster::block_on(gpu.read_f32("logits", batch.logits(), n * cfg.vocab_size))
                     .unwrap();

@@ -18,7 +18,7 @@ use bitnet_core::tokenizer::Tokenizer;
 use bitnet_gpu::Gpu;
 use bitnet_gpu::model::ModelSetup;
 use bitnet_gpu::optimizer::AdamConfig;
-use bitnet_gpu::trainer::{TrainError, TrainSettings, Trainer};
+use bitnet_gpu::trainer::{LossKind, TrainError, TrainSettings, Trainer};
 
 fn gpu() -> Gpu {
     pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test")
@@ -30,10 +30,16 @@ fn trainer(gpu: &Gpu, steps: u64) -> Trainer {
 }
 
 fn trainer_with(gpu: &Gpu, steps: u64, freeze_embeddings: bool) -> Trainer {
-    trainer_of(gpu, steps, freeze_embeddings, false)
+    trainer_of(gpu, steps, freeze_embeddings, false, LossKind::Ce)
 }
 
-fn trainer_of(gpu: &Gpu, steps: u64, freeze_embeddings: bool, subln: bool) -> Trainer {
+fn trainer_of(
+    gpu: &Gpu,
+    steps: u64,
+    freeze_embeddings: bool,
+    subln: bool,
+    loss: LossKind,
+) -> Trainer {
     let (model, weights) = oracle::load("llama");
     let tok =
         Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap()).unwrap();
@@ -81,6 +87,9 @@ fn trainer_of(gpu: &Gpu, steps: u64, freeze_embeddings: bool, subln: bool) -> Tr
         seq_len: 32,
         loss_mask: LossMask::All,
         norm_init: Default::default(),
+        loss,
+        kd_temperature: 1.0,
+        kd_weight: 0.5,
     };
     Trainer::new(gpu, &model.config, &weights, data, 2, settings).unwrap()
 }
@@ -193,24 +202,50 @@ fn frozen_embeddings_stay_as_they_were() {
 /// micro-batch — within 10 % (every sequence here fills the 32 tokens the plan assumes).
 #[test]
 fn the_memory_plan_matches_what_training_allocates() {
-    use bitnet_core::summary::MemoryPlan;
-
     let gpu = gpu();
-    for subln in [false, true] {
+    for (subln, loss) in [
+        (false, LossKind::Ce),
+        (true, LossKind::Ce),
+        (false, LossKind::CeKd),
+    ] {
         let before = gpu.allocated_bytes();
-        let mut t = trainer_of(&gpu, 3, false, subln);
+        let mut t = trainer_of(&gpu, 3, false, subln, loss);
         pollster::block_on(t.step(&gpu)).unwrap();
         let used = gpu.allocated_bytes() - before;
-        let s = &t.settings;
-        let mut plan = MemoryPlan::new(&t.model.cfg, s.bsz, s.seq_len, s.grad_accum);
-        if subln {
-            plan = plan.with_subln(&t.model.cfg);
-        }
+        let plan = t.settings.memory_plan(&t.model.cfg);
+        assert_eq!(plan.teacher > 0, loss != LossKind::Ce);
         let ratio = used as f64 / plan.total as f64;
         assert!(
             (0.9..=1.1).contains(&ratio),
-            "SubLN {subln}: allocated {used} bytes, the plan says {} ({ratio:.3})",
+            "SubLN {subln}, loss {loss:?}: allocated {used} bytes, the plan says {} ({ratio:.3})",
             plan.total
         );
     }
+}
+
+/// Distillation from the frozen base model: at λ = 0 the student is the teacher, so `--loss kd`
+/// starts at a KL of 0 and `ce+kd` at (1 − W)·CE; once λ grows the KL is positive and training
+/// lowers it.
+#[test]
+fn distillation_starts_at_the_teacher_and_learns_from_it() {
+    let gpu = gpu();
+    let first = |loss| {
+        let mut t = trainer_of(&gpu, 10, false, false, loss);
+        assert_eq!(t.lambda(), 0.0);
+        run(&gpu, &mut t, 1)[0]
+    };
+    let (ce, kd, both) = (
+        first(LossKind::Ce),
+        first(LossKind::Kd),
+        first(LossKind::CeKd),
+    );
+    assert!(kd.abs() < 1e-5, "KL of the base model to itself: {kd}");
+    assert!(
+        ((both - 0.5 * ce) / ce).abs() < 1e-5,
+        "ce+kd {both}, ce {ce}"
+    );
+    let mut t = trainer_of(&gpu, 10, false, false, LossKind::Kd);
+    let losses = run(&gpu, &mut t, 10);
+    assert!(losses[4] > 1e-4, "the KL at λ = {}: {}", 0.5, losses[4]);
+    assert!(losses[9] < losses[5], "the KL does not fall: {losses:?}");
 }

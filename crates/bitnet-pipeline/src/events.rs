@@ -8,6 +8,7 @@ use bitnet_gpu::packer::TensorReport;
 
 use crate::eval::Perplexity;
 use crate::selfgen::SelfgenReport;
+use crate::task::TaskAccuracy;
 use crate::train::{Metrics, TrainManifest};
 
 /// The stages of `run`.
@@ -94,5 +95,10 @@ pub enum Event {
     Perplexity {
         label: String,
         result: Perplexity,
+    },
+    /// Exact-match accuracy over a task file.
+    TaskAccuracy {
+        label: String,
+        result: Box<TaskAccuracy>,
     },
 }

@@ -14,9 +14,11 @@ pub mod events;
 pub mod generate;
 pub mod grads;
 pub mod load;
+pub mod quality;
 pub mod run;
 pub mod selfgen;
 pub mod store;
+pub mod task;
 pub mod train;
 
 use std::cell::RefCell;
@@ -72,5 +74,5 @@ pub async fn run_demo<S: Store>(ctx: &Ctx<'_>, store: &S) -> Result<run::RunRepo
     }
     let files = StoreFiles::open(store, demo::DEMO_MODEL_FOLDER).await?;
     let name = store.display(demo::DEMO_MODEL_FOLDER);
-    run::run(ctx, &files, &name, store, &demo::demo_run_config()).await
+    run::run(ctx, &files, &name, store, &demo::demo_run_config()?).await
 }

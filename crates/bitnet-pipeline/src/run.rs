@@ -16,6 +16,7 @@ use crate::eval::{EvalOptions, Perplexity, perplexity};
 use crate::events::{Event, Stage};
 use crate::generate::continue_prompt;
 use crate::load::{Loaded, PACKED_FILE, POST_ATTN_NORM_FILE, load_folder, load_packed};
+use crate::quality::{QualityInputs, QualityReport, Side, measure};
 use crate::selfgen::{SelfgenConfig, SelfgenReport, selfgen};
 use crate::store::{Prefixed, Store};
 use crate::train::{MANIFEST_FILE, TrainJob, TrainManifest, train};
@@ -43,6 +44,11 @@ pub struct RunConfig {
     pub train: TrainJob,
     /// End with one sample from the trained ternary model.
     pub sample: bool,
+    /// A task file (its name and bytes): the exact-match accuracy of the base model, the base
+    /// ternarized and the trained ternary model is measured on it too.
+    pub tasks: Option<(String, Vec<u8>)>,
+    /// A plain text (its name and bytes): perplexity and KL are measured on it too.
+    pub text: Option<(String, Vec<u8>)>,
 }
 
 /// A sample from the trained ternary model.
@@ -58,17 +64,18 @@ pub struct RunReport {
     pub data: SelfgenReport,
     pub train_examples: usize,
     pub eval_examples: usize,
-    /// The base model as it is, with the run's extra norms at their start (λ = 0; when the run has
-    /// any), ternarized without training, and the trained one.
-    pub perplexity_base: Perplexity,
-    #[serde(default)]
-    pub perplexity_base_with_norms: Option<Perplexity>,
-    pub perplexity_base_ternary: Perplexity,
-    pub perplexity_trained_ternary: Perplexity,
+    /// What was measured on the held-out samples (and the text and task files, when given).
+    pub comparison: Comparison,
     pub packed_file: String,
     pub packed_bytes: u64,
     pub sparsity: f64,
     pub sample: Option<Sample>,
+}
+
+/// A named input's (bytes, name).
+pub fn named(f: &Option<(String, Vec<u8>)>) -> Option<(&[u8], &str)> {
+    f.as_ref()
+        .map(|(name, bytes)| (bytes.as_slice(), name.as_str()))
 }
 
 /// Examples as JSONL, one per line.
@@ -96,77 +103,87 @@ pub fn split_held_out(examples: &[Example]) -> (Vec<&Example>, Vec<&Example>) {
     (train_set, eval_set)
 }
 
-/// The perplexities `run` reports on the held-out data.
+/// What `run` measures at its end.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Comparison {
-    pub base: Perplexity,
+    /// The base model (original) against the trained ternary model.
+    pub quality: QualityReport,
     /// The base model with the run's extra norms at the gains they started from (λ = 0).
     pub base_with_norms: Option<Perplexity>,
-    pub base_ternary: Perplexity,
-    pub trained_ternary: Perplexity,
+    /// The base model ternarized without training (its KL to the base model included).
+    pub base_ternary: Side,
 }
 
-/// Perplexity on `eval_data` (JSONL named `eval_name`) of the base model as it is, with the run's
-/// extra norms at their start (λ = 0, when `manifest`'s run has any: what the norms alone do), the
-/// base ternarized without training, and the trained packed model of training run `run_store`
-/// (with its extra norms); each is also an event. `loaded` is the base model in full precision when
-/// the caller holds it already (else it is read from `base`).
+/// Measures on `inputs` the base model as it is, with the run's extra norms at their start (λ =
+/// 0, when `manifest`'s run has any: what the norms alone do; held-out perplexity only), the base
+/// ternarized without training, and the trained packed model of training run `run_store` (with
+/// its extra norms); the ternary models' KL to the base model with their perplexities. Each
+/// result is also an event. `loaded` is the base model in full precision when the caller holds it
+/// already (else it is read from `base`).
 pub async fn compare<F: ModelFiles, S: Store>(
     ctx: &Ctx<'_>,
     (base, base_name, loaded): (&F, &str, Option<Loaded>),
     run_store: &S,
-    (eval_data, eval_name): (&[u8], &str),
+    inputs: &QualityInputs<'_>,
     manifest: &TrainManifest,
 ) -> Result<Comparison> {
-    let settings = &manifest.settings;
-    let quantizer = settings.setup.quantizer;
-    let opts = EvalOptions {
-        seq_len: settings.seq_len,
-        loss_mask: LossMask::All,
-        bsz: settings.bsz,
-    };
-    let ppl = async |label: &str, m: &Loaded| -> Result<Perplexity> {
-        let p = perplexity(ctx, m, eval_data, eval_name, &opts).await?;
-        ctx.emit(Event::Perplexity {
-            label: label.to_string(),
-            result: p.clone(),
-        });
-        Ok(p)
-    };
-    let base_model = match loaded {
+    let quantizer = manifest.settings.setup.quantizer;
+    let mut base_model = match loaded {
         Some(m) => m,
         None => load_folder(Some(ctx.gpu), base, base_name, false, quantizer).await?,
     };
-    let p_base = ppl("base model (full precision)", &base_model).await?;
-    let mut with_norms = base_model;
-    let cfg = with_norms.model.config.clone();
+    let original = measure(
+        ctx,
+        &base_model,
+        None,
+        inputs,
+        "base model (full precision)",
+    )
+    .await?;
+    let cfg = base_model.model.config.clone();
     for (name, g) in &manifest.norm_start {
         let width = extra_norm_width(&cfg, name).ok_or_else(|| {
             PipelineError::Invalid(format!("{MANIFEST_FILE}: `{name}` is not an extra norm"))
         })?;
-        with_norms.weights.insert(name.clone(), vec![*g; width]);
+        base_model.weights.insert(name.clone(), vec![*g; width]);
     }
-    let p_norms = match manifest.norm_start.is_empty() {
-        true => None,
-        false => Some(
-            ppl(
-                "base model with the run's extra norms at their start (λ = 0)",
-                &with_norms,
-            )
-            .await?,
-        ),
+    let base_with_norms = match (manifest.norm_start.is_empty(), inputs.held_out) {
+        (false, Some((bytes, name))) => {
+            let p = perplexity(ctx, &base_model, bytes, name, &inputs.opts).await?;
+            ctx.emit(Event::Perplexity {
+                label: "base model with the run's extra norms at their start (λ = 0)".into(),
+                result: p.clone(),
+            });
+            Some(p)
+        }
+        _ => None,
     };
-    drop(with_norms);
-    let base_ternary = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
-    let p_ptq = ppl("base model ternarized, no training", &base_ternary).await?;
-    drop(base_ternary);
+    for (name, _) in &manifest.norm_start {
+        base_model.weights.remove(name);
+    }
+    let ptq = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
+    let base_ternary = measure(
+        ctx,
+        &ptq,
+        Some(&base_model),
+        inputs,
+        "base model ternarized, no training",
+    )
+    .await?;
+    drop(ptq);
     let trained = load_trained(run_store).await?;
-    let p_trained = ppl("trained ternary model", &trained).await?;
+    let ternary = measure(
+        ctx,
+        &trained,
+        Some(&base_model),
+        inputs,
+        "trained ternary model",
+    )
+    .await?;
     Ok(Comparison {
-        base: p_base,
-        base_with_norms: p_norms,
-        base_ternary: p_ptq,
-        trained_ternary: p_trained,
+        quality: QualityReport { original, ternary },
+        base_with_norms,
+        base_ternary,
     })
 }
 
@@ -309,14 +326,32 @@ pub async fn run<F: ModelFiles, S: Store>(
         false,
     );
     let eval_name = store.display(EVAL_DATA_FILE);
-    let ppl = compare(
+    let inputs = QualityInputs {
+        held_out: Some((&eval_data, &eval_name)),
+        text: named(&cfg.text),
+        tasks: named(&cfg.tasks),
+        opts: EvalOptions {
+            seq_len: settings.seq_len,
+            loss_mask: LossMask::All,
+            bsz: settings.bsz,
+        },
+    };
+    let comparison = compare(
         ctx,
         (base, base_name, Some(base_model)),
         &run_store,
-        (&eval_data, &eval_name),
+        &inputs,
         &manifest,
     )
     .await?;
+    // The training manifest records the quality report beside the run's settings.
+    let manifest = TrainManifest {
+        quality: Some(comparison.quality.clone()),
+        ..manifest
+    };
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| PipelineError::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+    run_store.put(MANIFEST_FILE, text.as_bytes()).await?;
 
     let mut sample = None;
     if cfg.sample {
@@ -343,10 +378,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         data,
         train_examples: train_set.len(),
         eval_examples: eval_set.len(),
-        perplexity_base: ppl.base,
-        perplexity_base_with_norms: ppl.base_with_norms,
-        perplexity_base_ternary: ppl.base_ternary,
-        perplexity_trained_ternary: ppl.trained_ternary,
+        comparison,
         packed_file: run_store.display(PACKED_FILE),
         packed_bytes,
         sparsity: manifest.sparsity,

@@ -17,7 +17,7 @@ use bitnet_core::packed::PackedModel;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::Quantizer;
 use bitnet_core::safetensors::{OwnedTensor, serialize};
-use bitnet_core::summary::{MemoryPlan, human_bytes};
+use bitnet_core::summary::human_bytes;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, Schedule};
 use bitnet_gpu::Gpu;
@@ -76,6 +76,10 @@ pub mod defaults {
     /// The extra norms' gains start calibrated (the seed's gain 1 takes a pretrained model's loss from 2.4 to
     /// 15 at λ = 0; `--norm-init one` keeps that start for comparison).
     pub const NORM_INIT: bitnet_gpu::trainer::NormInit = bitnet_gpu::trainer::NormInit::Calibrated;
+    /// Cross-entropy (the seed's) until docs/QUALITY.md's measurement chooses.
+    pub const LOSS: bitnet_gpu::trainer::LossKind = bitnet_gpu::trainer::LossKind::Ce;
+    pub const KD_TEMPERATURE: f32 = 1.0;
+    pub const KD_WEIGHT: f32 = 0.5;
     pub const SEQ_LEN: usize = 512;
     pub const SEED: u64 = 42;
     pub const SAVE_TOTAL_LIMIT: usize = 2;
@@ -111,6 +115,9 @@ impl TrainJob {
                 seq_len: defaults::SEQ_LEN,
                 loss_mask: LossMask::All,
                 norm_init: defaults::NORM_INIT,
+                loss: defaults::LOSS,
+                kd_temperature: defaults::KD_TEMPERATURE,
+                kd_weight: defaults::KD_WEIGHT,
             },
             save_steps: default_save_steps(defaults::STEPS),
             save_total_limit: defaults::SAVE_TOTAL_LIMIT,
@@ -187,6 +194,10 @@ pub struct TrainManifest {
     pub hf_folder: String,
     pub settings: TrainSettings,
     pub adapter: String,
+    /// The quality report `run` (and the app) measured at the end: the base model against the
+    /// trained ternary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::QualityReport>,
 }
 
 /// The checkpoints in `store`, oldest first: (step, key).
@@ -274,10 +285,7 @@ pub async fn train<F: ModelFiles, S: Store>(
     let seqs = tokenize_dataset(&tok, &cfg, &examples, data_name, s.seq_len, s.loss_mask)?;
 
     // The memory the run needs, before any of it is allocated.
-    let mut plan = MemoryPlan::new(&cfg, s.bsz, s.seq_len, s.grad_accum);
-    if s.setup.subln {
-        plan = plan.with_subln(&cfg);
-    }
+    let plan = s.memory_plan(&cfg);
     ctx.emit(Event::Memory {
         plan: Box::new(plan.clone()),
         max_binding: gpu.max_binding(),
@@ -451,6 +459,7 @@ pub async fn train<F: ModelFiles, S: Store>(
         hf_folder: store.display(HF_FOLDER),
         settings: s.clone(),
         adapter: gpu.info.name.clone(),
+        quality: None,
     };
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| PipelineError::Invalid(format!("{MANIFEST_FILE}: {e}")))?;

@@ -18,6 +18,7 @@ use bitnet_pipeline::eval::Perplexity;
 use bitnet_pipeline::events::SampleOutcome;
 use bitnet_pipeline::run::Comparison;
 use bitnet_pipeline::selfgen::SelfgenConfig;
+use bitnet_pipeline::task::TaskAccuracy;
 use bitnet_pipeline::train::{Metrics, TrainJob, TrainManifest, default_save_steps};
 use leptos::prelude::*;
 
@@ -139,6 +140,9 @@ pub struct ResultsView {
     pub manifest: Option<TrainManifest>,
     pub comparison: Option<Comparison>,
     pub perplexities: Vec<(String, Perplexity)>,
+    /// The task file the evaluation scores answers on (name, JSONL), when one is chosen.
+    pub tasks: Option<(String, Vec<u8>)>,
+    pub accuracies: Vec<(String, TaskAccuracy)>,
     pub evaluating: bool,
     pub error: Option<String>,
 }
@@ -239,7 +243,13 @@ impl SelfgenForm {
     pub fn templates(&self) -> Result<(Templates, Option<String>), String> {
         let text = self.templates.get_untracked();
         let t = Templates::from_json("templates", text.as_bytes()).map_err(|e| e.to_string())?;
-        let name = (t != Templates::builtin()).then(|| "templates edited in the app".to_string());
+        let name = if t == Templates::builtin() {
+            None
+        } else if bitnet_pipeline::demo::demo_templates().is_ok_and(|d| d == t) {
+            Some(bitnet_pipeline::demo::DEMO_TEMPLATES_NAME.to_string())
+        } else {
+            Some("templates edited in the app".to_string())
+        };
         Ok((t, name))
     }
 
@@ -269,7 +279,9 @@ impl SelfgenForm {
         })
     }
 
-    pub fn set(&self, num: u64, max_new_tokens: usize, batch: usize, seed: u64) {
+    pub fn set(&self, num: u64, max_new_tokens: usize, batch: usize, seed: u64, t: &Templates) {
+        self.templates
+            .set(serde_json::to_string_pretty(t).unwrap_or_default());
         self.num.set(num.to_string());
         self.max_new_tokens.set(max_new_tokens.to_string());
         self.batch.set(batch.to_string());
@@ -303,6 +315,9 @@ pub struct TrainForm {
     pub post_attn_norm: RwSignal<bool>,
     pub subln: RwSignal<bool>,
     pub norm_init: RwSignal<String>,
+    pub loss: RwSignal<String>,
+    pub kd_temperature: RwSignal<String>,
+    pub kd_weight: RwSignal<String>,
     pub quantize_lm_head: RwSignal<bool>,
     pub freeze_embeddings: RwSignal<bool>,
     pub seq_len: RwSignal<String>,
@@ -332,6 +347,9 @@ impl TrainForm {
             post_attn_norm: RwSignal::new(true),
             subln: RwSignal::new(false),
             norm_init: s(""),
+            loss: s(""),
+            kd_temperature: s(""),
+            kd_weight: s(""),
             quantize_lm_head: RwSignal::new(false),
             freeze_embeddings: RwSignal::new(false),
             seq_len: s(""),
@@ -371,6 +389,9 @@ impl TrainForm {
         self.post_attn_norm.set(s.setup.post_attn_norm);
         self.subln.set(s.setup.subln);
         self.norm_init.set(s.norm_init.name().into());
+        self.loss.set(s.loss.name().into());
+        self.kd_temperature.set(s.kd_temperature.to_string());
+        self.kd_weight.set(s.kd_weight.to_string());
         self.quantize_lm_head.set(s.setup.quantize_lm_head);
         self.freeze_embeddings.set(s.freeze_embeddings);
         self.seq_len.set(s.seq_len.to_string());
@@ -425,6 +446,9 @@ impl TrainForm {
         s.setup.post_attn_norm = self.post_attn_norm.get_untracked();
         s.setup.subln = self.subln.get_untracked();
         s.norm_init = g(self.norm_init).parse()?;
+        s.loss = g(self.loss).parse()?;
+        s.kd_temperature = parse("KD temperature", &g(self.kd_temperature), "a number")?;
+        s.kd_weight = parse("KD weight", &g(self.kd_weight), "a number")?;
         s.setup.quantize_lm_head = self.quantize_lm_head.get_untracked();
         s.freeze_embeddings = self.freeze_embeddings.get_untracked();
         s.seq_len = parse("sequence length", &g(self.seq_len), "a whole number")?;

@@ -9,7 +9,7 @@ use bitnet_pipeline::{Control, Ctx, Store};
 
 use crate::args::{GenFlags, TrainFlags};
 use crate::error::{CliError, CliResult};
-use crate::output::{Printer, print_json};
+use crate::output::{Printer, print_json, print_quality};
 use crate::store::{DirFiles, DirStore};
 
 /// The whole pipeline: self-generate data, train toward ternary, pack, and perplexity before and
@@ -23,6 +23,13 @@ pub struct Args {
     /// Samples to self-generate.
     #[arg(long, default_value_t = 500)]
     num: u64,
+    /// JSONL tasks {"instruction", "output", "domain"}: the exact-match accuracy of the base model,
+    /// the base ternarized and the trained model is measured on them too.
+    #[arg(long)]
+    task: Option<PathBuf>,
+    /// A plain text file: perplexity and KL to the base model are measured on it too.
+    #[arg(long)]
+    text: Option<PathBuf>,
     #[command(flatten)]
     generation: GenFlags,
     #[command(flatten)]
@@ -46,6 +53,8 @@ pub fn run(a: Args, json: bool) -> CliResult {
         templates_name,
         train: a.flags.job(true, false)?,
         sample: false,
+        tasks: named_file(&a.task)?,
+        text: named_file(&a.text)?,
     };
     let files = DirFiles::open(&a.model)?;
     let store = DirStore::new(&a.out_dir);
@@ -63,13 +72,21 @@ pub fn run(a: Args, json: bool) -> CliResult {
     finish(&store, &report, json)
 }
 
-/// Prints the report's path (or the report itself with `--json`).
+/// Prints the quality report and the report's path (or the report itself with `--json`).
 pub fn finish(store: &DirStore, report: &RunReport, json: bool) -> CliResult {
     if json {
         return print_json(report);
     }
+    print_quality(&report.comparison.quality, "base model", "trained ternary");
     println!("wrote {}", store.display(bitnet_pipeline::run::REPORT_FILE));
     Ok(())
+}
+
+/// A file the user named: (its name as given, its bytes).
+pub fn named_file(path: &Option<PathBuf>) -> CliResult<Option<(String, Vec<u8>)>> {
+    path.as_ref()
+        .map(|p| Ok((p.display().to_string(), super::read(p)?)))
+        .transpose()
 }
 
 /// λ and loss by step from the training run's metrics.jsonl.

@@ -3,6 +3,7 @@
 
 use super::attention::{AttnShape, attention_backward, attention_forward};
 use super::embedding::{embedding_backward, embedding_forward};
+use super::kl::{kl_backward, kl_forward};
 use super::norm::{rmsnorm_backward, rmsnorm_forward};
 use super::rope::{rope, rope_tables};
 use super::swiglu::{swiglu_backward, swiglu_forward};
@@ -127,4 +128,18 @@ fn attention_gqa() {
     check("attention dv", &v, &dv, &|v| {
         dot(&attention_forward(&s, &q, &k, v).0, &up)
     });
+}
+
+#[test]
+fn kl_distillation() {
+    let v = 5;
+    let student = vals(3 * v, 4);
+    let teacher = vals(3 * v, 9);
+    let targets = [2, -100, 0];
+    for temperature in [1.0f32, 2.5] {
+        let d = kl_backward(&student, &teacher, &targets, v, temperature, 0.7);
+        check("kl dstudent", &student, &d, &|s| {
+            kl_forward(s, &teacher, &targets, v, temperature, 0.7) as f64
+        });
+    }
 }

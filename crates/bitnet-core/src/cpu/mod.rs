@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod embedding;
+pub mod kl;
 pub mod matmul;
 pub mod model;
 pub mod norm;

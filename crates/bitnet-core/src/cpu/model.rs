@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::attention::{AttnShape, attention_backward, attention_forward};
 use super::embedding::{embedding_backward, embedding_forward};
+use super::kl::{kl_backward, kl_forward};
 use super::matmul::{
     linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward,
 };
@@ -170,7 +171,31 @@ struct LayerCache<'a> {
     rstd_h: Vec<f32>,
 }
 
-/// Forward, loss and every gradient for a batch of equal-length token sequences.
+/// What is minimized: `ce_weight` · cross-entropy + `kd`'s weight · KL(p_teacher ‖ p_student) at
+/// its temperature, both means over the unmasked positions.
+#[derive(Debug, Clone, Copy)]
+pub struct Objective<'a> {
+    pub ce_weight: f32,
+    pub kd: Option<Distillation<'a>>,
+}
+
+/// Distillation from a teacher's logits (B·T, V) at the same positions.
+#[derive(Debug, Clone, Copy)]
+pub struct Distillation<'a> {
+    pub teacher_logits: &'a [f32],
+    pub temperature: f32,
+    pub weight: f32,
+}
+
+impl Objective<'_> {
+    /// Cross-entropy alone (the seed's).
+    pub const CE: Objective<'static> = Objective {
+        ce_weight: 1.0,
+        kd: None,
+    };
+}
+
+/// Forward, loss and every gradient for a batch of equal-length token sequences (cross-entropy).
 /// `params` holds every tensor of [`crate::params::param_table`] (and the post-attention norm gains
 /// when that option is on) as f32, by name; a missing tensor panics (the caller loaded the model).
 pub fn loss_and_grads(
@@ -179,6 +204,18 @@ pub fn loss_and_grads(
     tokens: &[Vec<u32>],
     targets: &[i32],
     opts: &ModelOptions,
+) -> Output {
+    loss_and_grads_of(cfg, params, tokens, targets, opts, &Objective::CE)
+}
+
+/// [`loss_and_grads`] for any [`Objective`].
+pub fn loss_and_grads_of(
+    cfg: &ModelConfig,
+    params: &BTreeMap<String, Vec<f32>>,
+    tokens: &[Vec<u32>],
+    targets: &[i32],
+    opts: &ModelOptions,
+    objective: &Objective<'_>,
 ) -> Output {
     let p = |name: &str| -> &[f32] {
         params
@@ -301,7 +338,19 @@ pub fn loss_and_grads(
     };
     let lm_w = effective(p(lm_name), lm_blend);
     let logits = linear_forward(&nf, &lm_w, None, n, h, vocab);
-    let (loss, lse) = xent_forward(&logits, targets, vocab);
+    let (ce, lse) = xent_forward(&logits, targets, vocab);
+    let w_ce = objective.ce_weight;
+    let mut loss = w_ce * ce;
+    if let Some(kd) = &objective.kd {
+        loss += kl_forward(
+            &logits,
+            kd.teacher_logits,
+            targets,
+            vocab,
+            kd.temperature,
+            kd.weight,
+        );
+    }
 
     // Backward.
     let mut grads: BTreeMap<String, Vec<f32>> = BTreeMap::new();
@@ -311,7 +360,19 @@ pub fn loss_and_grads(
             grads.insert(name, g);
         }
     };
-    let dlogits = xent_backward(&logits, targets, &lse, vocab);
+    let mut dlogits = xent_backward(&logits, targets, &lse, vocab);
+    dlogits.iter_mut().for_each(|d| *d *= w_ce);
+    if let Some(kd) = &objective.kd {
+        let dkd = kl_backward(
+            &logits,
+            kd.teacher_logits,
+            targets,
+            vocab,
+            kd.temperature,
+            kd.weight,
+        );
+        dlogits.iter_mut().zip(&dkd).for_each(|(d, k)| *d += k);
+    }
     add(
         lm_name.into(),
         linear_backward_weight(&dlogits, &nf, n, h, vocab),

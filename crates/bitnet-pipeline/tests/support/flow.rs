@@ -1,8 +1,9 @@
-//! The pipeline test that runs natively (lavapipe) and in headless Chromium (WebGPU) alike:
-//! self-generation → training (20 steps, λ warmup over 40 %) → packing, on the built-in demo model
-//! with the in-memory store. Both builds compare their run with one reference run recorded
-//! natively (tests/fixtures/pipeline/flow.json; `BITNET_BLESS=1` rewrites it): the same number of
-//! kept samples, the same λ at every step, every step's loss within 1e-3 relative, and packed
+//! The pipeline test that runs natively (lavapipe) and in headless Chromium (WebGPU) alike: the
+//! built-in demo model's accuracy on its held-out tasks, then self-generation → training (20
+//! steps, λ warmup over 40 %) → packing, with the in-memory store. Both builds compare their run
+//! with one reference run recorded natively (tests/fixtures/pipeline/flow.json; `BITNET_BLESS=1`
+//! rewrites it): an accuracy of at least 90 % within 2 tasks of the reference's, the same number
+//! of kept samples, the same λ at every step, every step's loss within 1e-3 relative, and packed
 //! files whose ternary codes agree on at least 99.9 % of the weights.
 
 use std::cell::RefCell;
@@ -12,17 +13,21 @@ use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::Quantizer;
 use bitnet_core::sample::Sampling;
-use bitnet_core::selfgen::{DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Templates};
+use bitnet_core::selfgen::{DEFAULT_TEMPERATURE, DEFAULT_TOP_P};
 use bitnet_gpu::Gpu;
-use bitnet_pipeline::demo::{demo_model, demo_train_job};
+use bitnet_pipeline::demo::{demo_model, demo_tasks, demo_templates, demo_train_job};
 use bitnet_pipeline::load::{PACKED_FILE, load_folder};
 use bitnet_pipeline::selfgen::{SelfgenConfig, selfgen};
+use bitnet_pipeline::task::task_accuracy;
 use bitnet_pipeline::train::{TrainJob, train};
 use bitnet_pipeline::{Control, Ctx, Event, MemoryStore, Prefixed, Store};
 
 /// What the two builds must agree on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowResult {
+    /// Held-out demo tasks the full-precision demo model answers exactly, of `tasks`.
+    pub correct: usize,
+    pub tasks: usize,
     pub kept: u64,
     pub attempts: u64,
     /// λ and loss of every optimizer step.
@@ -56,6 +61,10 @@ pub async fn flow(gpu: &Gpu) -> FlowResult {
     let m = load_folder(Some(gpu), &model, "demo", false, Quantizer::Absmean)
         .await
         .unwrap();
+    let (tasks_name, tasks) = demo_tasks();
+    let accuracy = task_accuracy(&ctx, &m, &tasks, &tasks_name, 32)
+        .await
+        .unwrap();
     let cfg = SelfgenConfig {
         num: 8,
         max_new_tokens: 48,
@@ -63,7 +72,7 @@ pub async fn flow(gpu: &Gpu) -> FlowResult {
         batch: 8,
         resume: false,
         max_attempts: None,
-        templates: Templates::builtin(),
+        templates: demo_templates().unwrap(),
         templates_name: None,
         chat: false,
         sampling: Sampling::new(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, 50).unwrap(),
@@ -100,6 +109,8 @@ pub async fn flow(gpu: &Gpu) -> FlowResult {
     drop(ctx);
     let (lambda, loss) = steps.into_inner().into_iter().unzip();
     FlowResult {
+        correct: accuracy.correct,
+        tasks: accuracy.tasks,
         kept: report.counts.kept,
         attempts: report.counts.attempts,
         lambda,
@@ -117,6 +128,14 @@ fn codes_of(hex: &str, n: usize) -> Vec<i8> {
 
 /// Asserts that `got` agrees with the reference run `want` as the test promises.
 pub fn check(got: &FlowResult, want: &FlowResult) {
+    assert_eq!(got.tasks, want.tasks, "demo tasks");
+    assert!(
+        got.correct * 10 >= got.tasks * 9 && got.correct.abs_diff(want.correct) <= 2,
+        "the demo model answers {} of {} tasks; the reference run {}",
+        got.correct,
+        got.tasks,
+        want.correct
+    );
     assert_eq!(got.kept, want.kept, "kept samples");
     assert_eq!(got.attempts, want.attempts, "attempts");
     assert_eq!(got.lambda, want.lambda, "λ trace");

@@ -4,13 +4,15 @@
 
 use std::rc::Rc;
 
-use bitnet_core::dataset::parse_jsonl;
+use bitnet_core::dataset::{LossMask, parse_jsonl};
 use bitnet_core::quant::Quantizer;
 use bitnet_gpu::Gpu;
+use bitnet_pipeline::eval::EvalOptions;
 use bitnet_pipeline::events::Event;
 use bitnet_pipeline::load::load_folder;
+use bitnet_pipeline::quality::QualityInputs;
 use bitnet_pipeline::run::{
-    DATA_FILE, EVAL_DATA_FILE, TRAIN_DATA_FILE, TRAIN_FOLDER, compare, jsonl, split_held_out,
+    DATA_FILE, EVAL_DATA_FILE, TRAIN_DATA_FILE, TRAIN_FOLDER, compare, jsonl, named, split_held_out,
 };
 use bitnet_pipeline::selfgen::{selfgen, state_key};
 use bitnet_pipeline::train::{
@@ -29,7 +31,7 @@ mod downloads;
 mod tryout;
 
 pub use downloads::{download, download_demo_model, download_trit5, download_zip, report};
-pub use tryout::{run_workshop, side_by_side, use_packed};
+pub use tryout::{run_workshop, side_by_side, use_packed, use_task_file};
 
 /// The app's folder in the browser's private storage (OPFS).
 pub const STORE_FOLDER: &str = "bitnet-studio";
@@ -476,6 +478,7 @@ async fn evaluate_job(st: Studio) {
         r.evaluating = true;
         r.error = None;
         r.perplexities.clear();
+        r.accuracies.clear();
     });
     let r = evaluate_inner(st).await;
     st.results.update(|v| {
@@ -546,19 +549,41 @@ async fn evaluate_inner(st: Studio) -> Result<bitnet_pipeline::run::Comparison, 
     let gpu = tuned_gpu(st).await?;
     let run = Prefixed::new(&*store, TRAIN_FOLDER);
     let results = st.results;
-    let ctx = Ctx::new(&gpu, new_control(st), move |e| {
-        if let Event::Perplexity { label, result } = e {
-            results.update(|r| r.perplexities.push((label, result)));
+    let tasks = results.get_untracked().tasks;
+    let ctx = Ctx::new(&gpu, new_control(st), move |e| match e {
+        Event::Perplexity { label, result } => {
+            results.update(|r| r.perplexities.push((label, result)))
         }
+        Event::TaskAccuracy { label, result } => {
+            results.update(|r| r.accuracies.push((label, *result)))
+        }
+        _ => {}
     });
     let name = source.name();
-    compare(
-        &ctx,
-        (&*source, &name, None),
-        &run,
-        (&eval, &store.display(EVAL_DATA_FILE)),
-        &manifest,
-    )
-    .await
-    .map_err(|e| e.to_string())
+    let eval_name = store.display(EVAL_DATA_FILE);
+    let s = &manifest.settings;
+    let inputs = QualityInputs {
+        held_out: Some((&eval, &eval_name)),
+        text: None,
+        tasks: named(&tasks),
+        opts: EvalOptions {
+            seq_len: s.seq_len,
+            loss_mask: LossMask::All,
+            bsz: s.bsz,
+        },
+    };
+    let c = compare(&ctx, (&*source, &name, None), &run, &inputs, &manifest)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The training manifest records the quality report, as `bitnet run` does.
+    let manifest = TrainManifest {
+        quality: Some(c.quality.clone()),
+        ..manifest
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
+    run.put(MANIFEST_FILE, text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    st.results.update(|r| r.manifest = Some(manifest));
+    Ok(c)
 }

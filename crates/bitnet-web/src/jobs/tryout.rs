@@ -121,6 +121,28 @@ fn side(g: &mut (GenSide, GenSide), ternary: bool) -> &mut GenSide {
 }
 
 /// Reads a packed file the user picked, checks it, and keeps it to try.
+/// A task file for the evaluation's accuracy, checked as it is picked.
+pub fn use_task_file(st: Studio, file: web_sys::File) {
+    spawn_local(async move {
+        let r = async {
+            let bytes = crate::files::BrowserFiles::read_file(&file)
+                .await
+                .map_err(|e| e.to_string())?;
+            let name = file.name();
+            bitnet_pipeline::task::parse_tasks(&name, &bytes).map_err(|e| e.to_string())?;
+            Ok::<_, String>((name, bytes))
+        }
+        .await;
+        st.results.update(|v| match r {
+            Ok(t) => {
+                v.tasks = Some(t);
+                v.error = None;
+            }
+            Err(e) => v.error = Some(e),
+        });
+    });
+}
+
 pub fn use_packed(st: Studio, file: web_sys::File) {
     spawn_local(async move {
         let r: Result<crate::state::PackedPick, String> = async {

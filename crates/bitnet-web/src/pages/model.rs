@@ -50,14 +50,19 @@ pub async fn load_source(st: Studio, source: ModelSource) {
 pub async fn use_demo(st: Studio) {
     match ModelSource::demo() {
         Ok(source) => {
-            let cfg = bitnet_pipeline::demo::demo_run_config();
+            let cfg = match bitnet_pipeline::demo::demo_run_config() {
+                Ok(cfg) => cfg,
+                Err(e) => return st.model.set(ModelState::Failed(e.to_string())),
+            };
             st.sg.set(
                 cfg.num,
                 cfg.max_new_tokens,
                 cfg.batch,
                 cfg.train.settings.seed,
+                &cfg.templates,
             );
             st.tr.set(&cfg.train);
+            st.results.update(|r| r.tasks = cfg.tasks.clone());
             load_source(st, source).await;
         }
         Err(e) => st.model.set(ModelState::Failed(e)),
@@ -223,6 +228,9 @@ pub fn plan_view(st: Studio) -> impl IntoView {
         let mut plan = MemoryPlan::new(&cfg, bsz, seq, accum);
         if st.tr.subln.get() {
             plan = plan.with_subln(&cfg);
+        }
+        if st.tr.loss.get() != "ce" {
+            plan = plan.with_teacher(&cfg);
         }
         let line = format!(
             "Training with batch {bsz} × {seq} tokens × {accum} micro-batches needs {}: weights {} + gradients {} + AdamW {} + activations {}.",

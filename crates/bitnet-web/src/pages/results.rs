@@ -1,5 +1,6 @@
 //! Page 4: results — perplexity on the held-out samples (base, base ternarized without training,
-//! trained ternary), sparsity and packed size, a prompt answered by the full-precision and the
+//! trained ternary), accuracy on a task file (the demo's own, or one the user picks), sparsity
+//! and packed size, a prompt answered by the full-precision and the
 //! ternary model side by side, and every download.
 
 use bitnet_core::summary::human_bytes;
@@ -8,7 +9,7 @@ use bitnet_pipeline::run::TRAIN_FOLDER;
 use bitnet_pipeline::train::{MANIFEST_FILE, METRICS_FILE};
 use leptos::prelude::*;
 
-use super::{check, error_of, field};
+use super::{check, error_of, field, picked_files};
 use crate::jobs;
 use crate::state::{GenSide, ModelState, Studio};
 
@@ -33,6 +34,11 @@ pub fn ResultsPage() -> impl IntoView {
         );
     };
     let key = |k: &str| format!("{TRAIN_FOLDER}/{k}");
+    let on_tasks = move |ev: leptos::ev::Event| {
+        if let Some(file) = picked_files(&ev).into_iter().next() {
+            jobs::use_task_file(st, file);
+        }
+    };
     view! {
         <section>
             <h2>"What the compressed model can still do"</h2>
@@ -52,10 +58,32 @@ pub fn ResultsPage() -> impl IntoView {
                     }.into_any()
                 }
             }}
+            {move || st.results.get().comparison.map(|c| view! {
+                <h3>"Quality: the base model and the trained ternary model side by side"</h3>
+                <table id="quality-table" class="compact">
+                    <tr><th></th><th>"base model"</th><th>"trained ternary"</th></tr>
+                    {c.quality.rows().into_iter().map(|(what, o, t)| view! {
+                        <tr><td>{what}</td><td>{o}</td><td class="quality-ternary">{t}</td></tr>
+                    }).collect_view()}
+                </table>
+            })}
             <h3>"Perplexity on the held-out samples"</h3>
             <table id="ppl-table" class="compact">
                 {move || st.results.get().perplexities.into_iter().map(|(label, p)| view! {
-                    <tr><td>{label}</td><td class="ppl" data-value=p.perplexity.to_string()>{format!("{:.3}", p.perplexity)}</td><td class="muted">{format!("{} tokens, {} sample{}", p.tokens, p.examples, if p.examples == 1 { "" } else { "s" })}</td></tr>
+                    <tr><td>{label}</td><td class="ppl" data-value=p.perplexity.to_string()>{format!("{:.3}", p.perplexity)}</td><td class="muted">{format!("{} tokens, {} sample{}", p.tokens, p.examples, if p.examples == 1 { "" } else { "s" })}</td>
+                    <td class="muted">{p.kl_to_reference.map(|k| format!("KL to the base model {k:.4} nats/token"))}</td></tr>
+                }).collect_view()}
+            </table>
+            <h3>"Accuracy on tasks"</h3>
+            <p class="muted">"Each instruction of a task file (JSONL: instruction, output, domain) is answered greedily in the training text's format; a task counts when the answer's first line is exactly its output."</p>
+            <div class="form">
+                <label>"Task file "<input type="file" id="eval-task-file" accept=".jsonl,.json,.txt" on:change=on_tasks/></label>
+                <span id="eval-task-name" class="muted">{move || st.results.get().tasks.map_or("none chosen".to_string(), |(n, _)| n)}</span>
+            </div>
+            <table id="acc-table" class="compact">
+                {move || st.results.get().accuracies.into_iter().map(|(label, a)| view! {
+                    <tr><td>{label}</td><td class="acc" data-value=a.accuracy.to_string()>{format!("{:.1} %", a.accuracy * 100.0)}</td><td class="muted">{format!("{} of {} tasks", a.correct, a.tasks)}</td>
+                    <td class="muted">{a.domains.iter().filter(|d| !d.domain.is_empty()).map(|d| format!("{} {:.0} %", d.domain, d.accuracy * 100.0)).collect::<Vec<_>>().join(" · ")}</td></tr>
                 }).collect_view()}
             </table>
             {move || st.results.get().evaluating.then(|| view! { <p class="muted">"Evaluating…"</p> })}

@@ -24,6 +24,11 @@ const QUANTIZERS: &[(&str, &str)] = &[
     ("threshold", "threshold"),
 ];
 const SCALES: &[(&str, &str)] = &[("optimal", "optimal"), ("absmean", "absmean (the seed's)")];
+const LOSSES: &[(&str, &str)] = &[
+    ("ce", "cross-entropy on the data (the seed's)"),
+    ("kd", "distillation from the base model (KL)"),
+    ("ce+kd", "both: (1 − W)·CE + W·KD"),
+];
 const NORM_INITS: &[(&str, &str)] = &[
     ("calibrated", "calibrated (mean RMS of their input)"),
     ("one", "1 (the seed's)"),
@@ -199,6 +204,11 @@ pub fn TrainPage() -> impl IntoView {
                 {check("tr-post-attn", "post-attention RMSNorm (the seed's)", f.post_attn_norm)}
                 {check("tr-subln", "SubLN (BitNet's norms before o_proj and down_proj)", f.subln)}
                 {move || (f.post_attn_norm.get() || f.subln.get()).then(|| select("tr-norm-init", "extra norm gains start at", f.norm_init, NORM_INITS))}
+                {select("tr-loss", "loss", f.loss, LOSSES)}
+                {move || (f.loss.get() != "ce").then(|| view! {
+                    {field("tr-kd-temperature", "KD temperature", f.kd_temperature)}
+                    {(f.loss.get() == "ce+kd").then(|| field("tr-kd-weight", "KD weight W", f.kd_weight))}
+                })}
                 {check("tr-lm-head", "ternary lm_head too", f.quantize_lm_head)}
                 {check("tr-freeze-emb", "freeze the embeddings", f.freeze_embeddings)}
             </div>

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Produces the table of docs/QUALITY.md on the built-in demo model: one self-generated dataset,
+# then one `bitnet train` per recipe at equal steps and `bitnet eval --compare` of each trained
+# model against the original (held-out perplexity, KL to the original, accuracy on the demo's
+# held-out tasks). Run by hand from the repository root (about 30 minutes on lavapipe):
+#     tools/quality_table.sh [OUT_DIR]
+# Prints the markdown table; every run's folder and JSON stays under OUT_DIR (default
+# target/quality). STEPS, BSZ, LR and SEQ_LEN override the shared training settings.
+set -euo pipefail
+
+OUT=${1:-target/quality}
+STEPS=${STEPS:-200}
+BSZ=${BSZ:-8}
+LR=${LR:-1e-3}
+SEQ_LEN=${SEQ_LEN:-64}
+DEMO=crates/bitnet-pipeline/assets/demo
+cargo build --release -q -p bitnet-cli
+BITNET=target/release/bitnet
+mkdir -p "$OUT"
+
+# The data: 300 samples the demo model writes itself (its own templates, the seed's sampling),
+# every tenth held out, as `bitnet run` splits them.
+if [ ! -s "$OUT/data.jsonl" ]; then
+  "$BITNET" selfgen --model "$DEMO" --templates "$DEMO/templates.json" --num 300 --batch 16 \
+    --max-new-tokens 48 --out "$OUT/data.jsonl" > "$OUT/selfgen.txt"
+fi
+awk 'NR % 10 != 0' "$OUT/data.jsonl" > "$OUT/train.jsonl"
+awk 'NR % 10 == 0' "$OUT/data.jsonl" > "$OUT/eval.jsonl"
+
+compare() { # $1: row name, $2: ternary model (packed file, or the demo folder ternarized)
+  "$BITNET" eval --model "$DEMO" --compare "$2" --dataset "$OUT/eval.jsonl" \
+    --task "$DEMO/tasks.jsonl" --seq-len "$SEQ_LEN" --bsz 16 --json > "$OUT/$1.json"
+}
+
+train() { # $1: row name, then the recipe's flags
+  local name=$1
+  shift
+  "$BITNET" train --base-model "$DEMO" --dataset "$OUT/train.jsonl" --out-dir "$OUT/$name" \
+    --overwrite --steps "$STEPS" --bsz "$BSZ" --grad-accum 1 --lr "$LR" --seq-len "$SEQ_LEN" \
+    --log-every 50 "$@" > "$OUT/$name.train.txt"
+  compare "$name" "$OUT/$name/model.bitnet.safetensors"
+}
+
+compare ternarized-only "$DEMO"
+train seed --rmsnorm-post-attn 1 --norm-init one
+train no-norm --rmsnorm-post-attn 0
+train post-attn-calibrated --rmsnorm-post-attn 1
+train subln --rmsnorm-post-attn 0 --subln
+train subln-and-post-attn --rmsnorm-post-attn 1 --subln
+train immediate --rmsnorm-post-attn 0 --lambda-schedule const:1
+train sigmoid --rmsnorm-post-attn 0 --lambda-schedule sigmoid:8
+train subln-immediate --rmsnorm-post-attn 0 --subln --lambda-schedule const:1
+train kd --rmsnorm-post-attn 0 --loss kd
+train ce-kd --rmsnorm-post-attn 0 --loss ce+kd
+train kd-subln --rmsnorm-post-attn 0 --subln --loss kd
+
+python3 - "$OUT" "$STEPS" <<'EOF'
+import json, sys
+out, steps = sys.argv[1], sys.argv[2]
+rows = [
+    ("full precision (the original)", None, "—"),
+    ("ternarized, no training", "ternarized-only", "—"),
+    ("seed recipe: CE, λ linear over 40 %, post-attention norm with gain 1", "seed", "--rmsnorm-post-attn 1 --norm-init one"),
+    ("CE, linear 40 %, no extra norm", "no-norm", "--rmsnorm-post-attn 0"),
+    ("CE, linear 40 %, post-attention norm, calibrated", "post-attn-calibrated", "--rmsnorm-post-attn 1"),
+    ("CE, linear 40 %, SubLN, calibrated", "subln", "--rmsnorm-post-attn 0 --subln"),
+    ("CE, linear 40 %, SubLN and post-attention norm", "subln-and-post-attn", "--rmsnorm-post-attn 1 --subln"),
+    ("CE, λ = 1 from the start, no extra norm", "immediate", "--rmsnorm-post-attn 0 --lambda-schedule const:1"),
+    ("CE, λ sigmoid:8 over 40 %, no extra norm", "sigmoid", "--rmsnorm-post-attn 0 --lambda-schedule sigmoid:8"),
+    ("CE, λ = 1 from the start, SubLN", "subln-immediate", "--rmsnorm-post-attn 0 --subln --lambda-schedule const:1"),
+    ("KD (full vocabulary, T = 1), linear 40 %, no extra norm", "kd", "--rmsnorm-post-attn 0 --loss kd"),
+    ("CE + KD (W = 0.5), linear 40 %, no extra norm", "ce-kd", "--rmsnorm-post-attn 0 --loss ce+kd"),
+    ("KD, linear 40 %, SubLN", "kd-subln", "--rmsnorm-post-attn 0 --subln --loss kd"),
+]
+first = json.load(open(f"{out}/ternarized-only.json"))
+print(f"| recipe ({steps} steps) | flags | task accuracy | held-out perplexity | KL to the original |")
+print("|---|---|---|---|---|")
+for label, name, flags in rows:
+    r = first["original"] if name is None else json.load(open(f"{out}/{name}.json"))["ternary"]
+    acc = r["tasks"]
+    kl = r["held_out"].get("kl_to_reference")
+    print(f"| {label} | `{flags}` | {acc['accuracy'] * 100:.0f} % ({acc['correct']}/{acc['tasks']}) "
+          f"| {r['held_out']['perplexity']:.3f} | {'0' if kl is None else f'{kl:.4f}'} |")
+EOF
