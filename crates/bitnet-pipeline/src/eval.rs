@@ -155,13 +155,13 @@ pub async fn score(
     opts.check()?;
     let (seqs, examples) = sequences(m, data, name, opts)?;
     let cfg = &m.model.config;
-    if let Some(r) = reference {
-        if r.model.config.vocab_size != cfg.vocab_size {
-            return Err(PipelineError::Invalid(format!(
-                "{} has a vocabulary of {} ids and {} of {}: the KL needs one vocabulary",
-                r.name, r.model.config.vocab_size, m.name, cfg.vocab_size
-            )));
-        }
+    if let Some(r) = reference
+        && r.model.config.vocab_size != cfg.vocab_size
+    {
+        return Err(PipelineError::Invalid(format!(
+            "{} has a vocabulary of {} ids and {} of {}: the KL needs one vocabulary",
+            r.name, r.model.config.vocab_size, m.name, cfg.vocab_size
+        )));
     }
     let gm = gpu_model(ctx, m)?;
     let gr = reference.map(|r| gpu_model(ctx, r)).transpose()?;

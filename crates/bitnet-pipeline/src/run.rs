@@ -158,7 +158,7 @@ pub async fn compare<F: ModelFiles, S: Store>(
         }
         _ => None,
     };
-    for (name, _) in &manifest.norm_start {
+    for name in manifest.norm_start.keys() {
         base_model.weights.remove(name);
     }
     let ptq = load_folder(Some(ctx.gpu), base, base_name, true, quantizer).await?;
