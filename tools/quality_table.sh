@@ -6,6 +6,9 @@
 #     tools/quality_table.sh [OUT_DIR]
 # Prints the markdown table; every run's folder and JSON stays under OUT_DIR (default
 # target/quality). STEPS, BSZ, LR and SEQ_LEN override the shared training settings.
+#     tools/quality_table.sh OUT_DIR seeds
+# then trains the leading rows again with --seed 7 and 13 (the data order and sampling; the data
+# stay the same) and prints their accuracy per seed: how much of a difference is noise.
 set -euo pipefail
 
 OUT=${1:-target/quality}
@@ -40,6 +43,30 @@ train() { # $1: row name, then the recipe's flags
     --log-every 50 "$@" > "$OUT/$name.train.txt"
   compare "$name" "$OUT/$name/model.bitnet.safetensors"
 }
+
+if [ "${2:-}" = seeds ]; then
+  [ -f "$OUT/immediate-kd.json" ] || train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
+  for s in 7 13; do
+    train "no-norm-s$s" --rmsnorm-post-attn 0 --seed "$s"
+    train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --seed "$s"
+    train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --seed "$s"
+    train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
+  done
+  python3 - "$OUT" <<'EOF'
+import json, sys
+out = sys.argv[1]
+print("| recipe | seed 42 | seed 7 | seed 13 | mean |")
+print("|---|---|---|---|---|")
+for name, label in [("no-norm", "CE, linear 40 %, no extra norm"),
+                    ("immediate", "CE, λ = 1 from the start, no extra norm"),
+                    ("kd", "KD, linear 40 %, no extra norm"),
+                    ("immediate-kd", "KD, λ = 1 from the start, no extra norm")]:
+    accs = [json.load(open(f"{out}/{n}.json"))["ternary"]["tasks"]["accuracy"] * 100
+            for n in (name, f"{name}-s7", f"{name}-s13")]
+    print(f"| {label} | " + " | ".join(f"{a:.0f} %" for a in accs) + f" | {sum(accs) / 3:.1f} % |")
+EOF
+  exit 0
+fi
 
 compare ternarized-only "$DEMO"
 train seed --rmsnorm-post-attn 1 --norm-init one

@@ -3,8 +3,9 @@
 //! steps, λ warmup over 40 %) → packing, with the in-memory store. Both builds compare their run
 //! with one reference run recorded natively (tests/fixtures/pipeline/flow.json; `BITNET_BLESS=1`
 //! rewrites it): an accuracy of at least 90 % within 2 tasks of the reference's, the same number
-//! of kept samples, the same λ at every step, every step's loss within 1e-3 relative, and packed
-//! files whose ternary codes agree on at least 99.9 % of the weights.
+//! of kept samples, the same λ at every step, every step's loss within 1e-3 relative while λ < 1
+//! (5e-2 at λ = 1, see `check`), and packed files whose ternary codes agree on at least 99.9 % of
+//! the weights.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -142,12 +143,28 @@ pub fn check(got: &FlowResult, want: &FlowResult) {
     assert_eq!(got.lambda.len() as u64, STEPS);
     assert!(got.lambda[0] == 0.0 && got.lambda[STEPS as usize - 1] == 1.0);
     assert_eq!(got.loss.len(), want.loss.len());
-    for (s, (a, b)) in got.loss.iter().zip(&want.loss).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-3 * b.abs(),
-            "step {s}: loss {a} against the reference's {b}"
-        );
-    }
+    // While λ < 1 the loss is a smooth function of the weights: 1e-3. At λ = 1 it depends on the
+    // ternary codes alone, and a latent weight that two adapters' f32 sums put on either side of a
+    // rounding boundary flips a code and moves the loss by a finite step, after which the two runs
+    // drift apart a little (the trained demo model fits its own samples to a loss near 0.1, which
+    // makes such steps large in relative terms): 5e-2, with the codes themselves checked below.
+    let off: Vec<String> = got
+        .loss
+        .iter()
+        .zip(&want.loss)
+        .zip(&want.lambda)
+        .enumerate()
+        .filter(|(_, ((a, b), lambda))| {
+            let rtol = if **lambda < 1.0 { 1e-3 } else { 5e-2 };
+            (*a - *b).abs() > rtol * b.abs()
+        })
+        .map(|(s, ((a, b), lambda))| format!("step {s} (λ {lambda}): {a} against {b}"))
+        .collect();
+    assert!(
+        off.is_empty(),
+        "losses off the reference's: {off:?}; all: {:?}",
+        got.loss
+    );
     assert_eq!(
         got.codes.keys().collect::<Vec<_>>(),
         want.codes.keys().collect::<Vec<_>>()
