@@ -5,10 +5,11 @@
 # held-out tasks). Run by hand from the repository root (about 30 minutes on lavapipe):
 #     tools/quality_table.sh [OUT_DIR]
 # Prints the markdown table; every run's folder and JSON stays under OUT_DIR (default
-# target/quality). STEPS, BSZ, LR and SEQ_LEN override the shared training settings.
+# target/quality); run it again on the same OUT_DIR to continue (rows already measured are kept).
+# STEPS, BSZ, LR and SEQ_LEN override the shared training settings.
 #     tools/quality_table.sh OUT_DIR seeds
-# then trains the leading rows again with --seed 7 and 13 (the data order and sampling; the data
-# stay the same) and prints their accuracy per seed: how much of a difference is noise.
+# then trains the leading recipes again with --seed 7 and 13 (the data order; the data stay the
+# same) and prints their accuracy per seed: how much of a difference between rows is noise.
 set -euo pipefail
 
 OUT=${1:-target/quality}
@@ -31,6 +32,7 @@ awk 'NR % 10 != 0' "$OUT/data.jsonl" > "$OUT/train.jsonl"
 awk 'NR % 10 == 0' "$OUT/data.jsonl" > "$OUT/eval.jsonl"
 
 compare() { # $1: row name, $2: ternary model (packed file, or the demo folder ternarized)
+  [ -s "$OUT/$1.json" ] && return # measured by an earlier run of the script
   "$BITNET" eval --model "$DEMO" --compare "$2" --dataset "$OUT/eval.jsonl" \
     --task "$DEMO/tasks.jsonl" --seq-len "$SEQ_LEN" --bsz 16 --json > "$OUT/$1.json"
 }
@@ -38,6 +40,7 @@ compare() { # $1: row name, $2: ternary model (packed file, or the demo folder t
 train() { # $1: row name, then the recipe's flags
   local name=$1
   shift
+  [ -s "$OUT/$name.json" ] && return # trained and measured by an earlier run of the script
   "$BITNET" train --base-model "$DEMO" --dataset "$OUT/train.jsonl" --out-dir "$OUT/$name" \
     --overwrite --steps "$STEPS" --bsz "$BSZ" --grad-accum 1 --lr "$LR" --seq-len "$SEQ_LEN" \
     --log-every 50 "$@" > "$OUT/$name.train.txt"
@@ -45,38 +48,40 @@ train() { # $1: row name, then the recipe's flags
 }
 
 if [ "${2:-}" = seeds ]; then
-  [ -f "$OUT/immediate-kd.json" ] || train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
+  train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
   for s in 7 13; do
-    train "no-norm-s$s" --rmsnorm-post-attn 0 --seed "$s"
-    train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --seed "$s"
+    train "no-norm-s$s" --rmsnorm-post-attn 0 --loss ce --seed "$s"
+    train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce --seed "$s"
     train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --seed "$s"
     train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
   done
   python3 - "$OUT" <<'EOF'
 import json, sys
 out = sys.argv[1]
-print("| recipe | seed 42 | seed 7 | seed 13 | mean |")
-print("|---|---|---|---|---|")
+print("| recipe | seed 42 | seed 7 | seed 13 | mean | mean KL |")
+print("|---|---|---|---|---|---|")
 for name, label in [("no-norm", "CE, linear 40 %, no extra norm"),
                     ("immediate", "CE, λ = 1 from the start, no extra norm"),
                     ("kd", "KD, linear 40 %, no extra norm"),
                     ("immediate-kd", "KD, λ = 1 from the start, no extra norm")]:
-    accs = [json.load(open(f"{out}/{n}.json"))["ternary"]["tasks"]["accuracy"] * 100
-            for n in (name, f"{name}-s7", f"{name}-s13")]
-    print(f"| {label} | " + " | ".join(f"{a:.0f} %" for a in accs) + f" | {sum(accs) / 3:.1f} % |")
+    runs = [json.load(open(f"{out}/{n}.json"))["ternary"] for n in (name, f"{name}-s7", f"{name}-s13")]
+    accs = [r["tasks"]["accuracy"] * 100 for r in runs]
+    kl = sum(r["held_out"]["kl_to_reference"] for r in runs) / 3
+    print(f"| {label} | " + " | ".join(f"{a:.0f} %" for a in accs)
+          + f" | {sum(accs) / 3:.1f} % | {kl:.4f} |")
 EOF
   exit 0
 fi
 
 compare ternarized-only "$DEMO"
-train seed --rmsnorm-post-attn 1 --norm-init one
-train no-norm --rmsnorm-post-attn 0
-train post-attn-calibrated --rmsnorm-post-attn 1
-train subln --rmsnorm-post-attn 0 --subln
-train subln-and-post-attn --rmsnorm-post-attn 1 --subln
-train immediate --rmsnorm-post-attn 0 --lambda-schedule const:1
-train sigmoid --rmsnorm-post-attn 0 --lambda-schedule sigmoid:8
-train subln-immediate --rmsnorm-post-attn 0 --subln --lambda-schedule const:1
+train seed --rmsnorm-post-attn 1 --norm-init one --loss ce
+train no-norm --rmsnorm-post-attn 0 --loss ce
+train post-attn-calibrated --rmsnorm-post-attn 1 --loss ce
+train subln --rmsnorm-post-attn 0 --subln --loss ce
+train subln-and-post-attn --rmsnorm-post-attn 1 --subln --loss ce
+train immediate --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce
+train sigmoid --rmsnorm-post-attn 0 --lambda-schedule sigmoid:8 --loss ce
+train subln-immediate --rmsnorm-post-attn 0 --subln --lambda-schedule const:1 --loss ce
 train kd --rmsnorm-post-attn 0 --loss kd
 train ce-kd --rmsnorm-post-attn 0 --loss ce+kd
 train kd-subln --rmsnorm-post-attn 0 --subln --loss kd
@@ -87,14 +92,14 @@ out, steps = sys.argv[1], sys.argv[2]
 rows = [
     ("full precision (the original)", None, "—"),
     ("ternarized, no training", "ternarized-only", "—"),
-    ("seed recipe: CE, λ linear over 40 %, post-attention norm with gain 1", "seed", "--rmsnorm-post-attn 1 --norm-init one"),
-    ("CE, linear 40 %, no extra norm", "no-norm", "--rmsnorm-post-attn 0"),
-    ("CE, linear 40 %, post-attention norm, calibrated", "post-attn-calibrated", "--rmsnorm-post-attn 1"),
-    ("CE, linear 40 %, SubLN, calibrated", "subln", "--rmsnorm-post-attn 0 --subln"),
-    ("CE, linear 40 %, SubLN and post-attention norm", "subln-and-post-attn", "--rmsnorm-post-attn 1 --subln"),
-    ("CE, λ = 1 from the start, no extra norm", "immediate", "--rmsnorm-post-attn 0 --lambda-schedule const:1"),
-    ("CE, λ sigmoid:8 over 40 %, no extra norm", "sigmoid", "--rmsnorm-post-attn 0 --lambda-schedule sigmoid:8"),
-    ("CE, λ = 1 from the start, SubLN", "subln-immediate", "--rmsnorm-post-attn 0 --subln --lambda-schedule const:1"),
+    ("seed recipe: CE, λ linear over 40 %, post-attention norm with gain 1", "seed", "--rmsnorm-post-attn 1 --norm-init one --loss ce"),
+    ("CE, linear 40 %, no extra norm", "no-norm", "--rmsnorm-post-attn 0 --loss ce"),
+    ("CE, linear 40 %, post-attention norm, calibrated", "post-attn-calibrated", "--rmsnorm-post-attn 1 --loss ce"),
+    ("CE, linear 40 %, SubLN, calibrated", "subln", "--rmsnorm-post-attn 0 --subln --loss ce"),
+    ("CE, linear 40 %, SubLN and post-attention norm", "subln-and-post-attn", "--rmsnorm-post-attn 1 --subln --loss ce"),
+    ("CE, λ = 1 from the start, no extra norm", "immediate", "--rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce"),
+    ("CE, λ sigmoid:8 over 40 %, no extra norm", "sigmoid", "--rmsnorm-post-attn 0 --lambda-schedule sigmoid:8 --loss ce"),
+    ("CE, λ = 1 from the start, SubLN", "subln-immediate", "--rmsnorm-post-attn 0 --subln --lambda-schedule const:1 --loss ce"),
     ("KD (full vocabulary, T = 1), linear 40 %, no extra norm", "kd", "--rmsnorm-post-attn 0 --loss kd"),
     ("CE + KD (W = 0.5), linear 40 %, no extra norm", "ce-kd", "--rmsnorm-post-attn 0 --loss ce+kd"),
     ("KD, linear 40 %, SubLN", "kd-subln", "--rmsnorm-post-attn 0 --subln --loss kd"),

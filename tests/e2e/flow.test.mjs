@@ -97,6 +97,7 @@ function nativeTrain(modelDir, dataset, manifest, tag) {
     '--lr', String(s.lr), '--warmup-ratio', String(s.warmup_ratio),
     '--lambda-warmup-frac', String(s.lambda_warmup_frac), '--lambda-schedule', s.schedule,
     '--rmsnorm-post-attn', s.setup.post_attn_norm ? '1' : '0', '--norm-init', s.norm_init,
+    '--loss', s.loss, '--kd-temperature', String(s.kd_temperature), '--kd-weight', String(s.kd_weight),
     '--seq-len', String(s.seq_len),
     '--seed', String(s.seed), '--log-every', '1', ...(s.setup.subln ? ['--subln'] : [])]);
   return ternaryOf(path.join(out, 'model.bitnet.safetensors'), `native-${tag}`);
@@ -241,11 +242,14 @@ test('the flow on a model folder picked through the file input, with the user\'s
   await waitText(page, '#data-summary', /^12 samples \(mine\.jsonl\): 11 for training, 1 held out/, 60_000);
   const trainData = await download(page, '#dl-train-data', dir);
 
-  // The CLI's defaults, except what keeps the run short (the post-attention norm stays on).
+  // The CLI's defaults (distillation, no extra norm), except what keeps the run short, and the
+  // seed's post-attention norm switched on so that the app's norm path runs too.
   await page.click('#nav-train');
   assert.equal(await page.inputValue('#tr-steps'), '1000');
   assert.equal(await page.inputValue('#tr-lr'), '0.00005');
-  assert.equal(await page.isChecked('#tr-post-attn'), true);
+  assert.equal(await page.inputValue('#tr-loss'), 'kd');
+  assert.equal(await page.isChecked('#tr-post-attn'), false);
+  await page.check('#tr-post-attn');
   await fill(page, '#tr-steps', 20);
   await fill(page, '#tr-grad-accum', 1);
   await fill(page, '#tr-seq-len', 64);

@@ -162,7 +162,8 @@ pub struct TrainFlags {
         default_value = defaults::LAMBDA_SCHEDULE
     )]
     lambda_schedule: Schedule,
-    /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not.
+    /// 1: insert the trained post-attention RMSNorm (the seed's default); 0: not (ours: no extra
+    /// norm measured best, docs/QUALITY.md).
     #[arg(long = "rmsnorm-post-attn", alias = "rmsnorm_post_attn", default_value_t = u8::from(defaults::POST_ATTN_NORM), num_args = 0..=1, default_missing_value = "1")]
     rmsnorm_post_attn: u8,
     /// SubLN (BitNet b1.58's sub-layer norms): a trained RMSNorm on the input of every o_proj and
@@ -175,7 +176,8 @@ pub struct TrainFlags {
     norm_init: NormInit,
     /// What is minimized: ce (cross-entropy on the data's tokens, the seed's), kd (distillation:
     /// KL(p_base ‖ p_student) at --kd-temperature at every trained position, the frozen base model
-    /// as the teacher) or ce+kd ((1 − W)·CE + W·KD, W = --kd-weight).
+    /// as the teacher; the default: it measured best, docs/QUALITY.md) or ce+kd ((1 − W)·CE + W·KD,
+    /// W = --kd-weight).
     #[arg(long, default_value = defaults::LOSS.name())]
     loss: LossKind,
     #[arg(long = "kd-temperature", alias = "kd_temperature", default_value_t = defaults::KD_TEMPERATURE)]

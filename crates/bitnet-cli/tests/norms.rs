@@ -26,8 +26,9 @@ fn run(name: &str, extra: &[&str]) -> (f64, std::path::PathBuf) {
         .position(|a| *a == "--rmsnorm_post_attn")
         .unwrap();
     args.drain(norm..norm + 2);
-    // λ = 0 at the only step (a warmup over all of it): the model as it starts.
-    args.extend(["--lambda-warmup-frac", "1"]);
+    // λ = 0 at the only step (a warmup over all of it): the model as it starts; the cross-entropy
+    // on the data's tokens, which `bitnet eval` measures too.
+    args.extend(["--lambda-warmup-frac", "1", "--loss", "ce"]);
     args.extend(extra);
     let (ok, _, err) = bitnet(&args);
     assert!(ok, "{err}");

@@ -422,7 +422,7 @@ fn demo_runs_the_whole_pipeline_and_a_second_run_resumes_it() {
     }
     let r: Value =
         serde_json::from_slice(&std::fs::read(dir.join("run_report.json")).unwrap()).unwrap();
-    assert_eq!(r["data"]["counts"]["kept"], 24);
+    assert_eq!(r["data"]["counts"]["kept"], 100);
     let c = &r["comparison"];
     let (base, ptq, trained) = (
         &c["quality"]["original"],
