@@ -24,7 +24,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::source::ModelSource;
-use crate::state::{DataInfo, Page, ResumeOffer, RunSpec, SelfgenView, Studio, TrainView};
+use crate::state::{
+    DataInfo, Page, ResultsView, ResumeOffer, RunSpec, SelfgenView, Studio, TrainView,
+};
 use crate::store::OpfsStore;
 
 mod downloads;
@@ -441,7 +443,13 @@ async fn train_inner(st: Studio, resume: bool) -> Result<(), String> {
             .collect();
         }
     } else {
-        st.results.set(Default::default());
+        // A new run's results start empty; the task file chosen for them stays.
+        st.results.update(|r| {
+            *r = ResultsView {
+                tasks: r.tasks.take(),
+                ..Default::default()
+            }
+        });
     }
     st.resume.set(None);
     st.train.set(TrainView {
