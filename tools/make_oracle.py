@@ -25,6 +25,8 @@ for model in llama, qwen2 (tied embeddings, q/k/v biases), mistral, and the vari
                             the file as param.{name}, so that a test can use the same values)
   absmean-l0.5-kd           distillation: 0.5·CE + 0.5·KL(p_teacher ‖ p_student) at temperature 2
   absmean-l1-kd-only        distillation alone: KL at temperature 1, λ = 1
+  absmean-l0.5-kd-top8      as absmean-l0.5-kd, the teacher restricted to its 8 most likely tokens
+                            (p_teacher = softmax over those 8 of logits / T; 0 elsewhere)
                             (the teacher: the same model at λ = 0, frozen; p = softmax(logits / T))
 The loss is the mean cross-entropy of logits[:, :-1] against tokens[:, 1:] over every position
 (loss mask `all`), and the KL's mean over the same positions. Embeddings, norms, biases and
@@ -54,6 +56,8 @@ VARIANTS = {
                             kd=dict(temperature=2.0, weight=0.5, ce_weight=0.5)),
     "absmean-l1-kd-only": dict(lam=1.0, quantizer="absmean", postnorm=False,
                                kd=dict(temperature=1.0, weight=1.0, ce_weight=0.0)),
+    "absmean-l0.5-kd-top8": dict(lam=0.5, quantizer="absmean", postnorm=False,
+                                 kd=dict(temperature=2.0, weight=0.5, ce_weight=0.5, topk=8)),
 }
 TEXTS = [
     "Instruction: Write a haiku about the sea.\nResponse: Waves fold into foam",
@@ -150,8 +154,14 @@ def main():
                 with torch.no_grad():
                     teacher = load(name, VARIANTS["lambda0"])(input_ids=ids).logits
                 t = kd["temperature"]
-                log_t = F.log_softmax(teacher[:, :-1].reshape(flat.shape) / t, dim=-1)
                 log_s = F.log_softmax(flat / t, dim=-1)
+                teacher = teacher[:, :-1].reshape(flat.shape)
+                if "topk" in kd:
+                    top, top_ids = teacher.topk(kd["topk"], dim=-1)
+                    log_t = F.log_softmax(top / t, dim=-1)
+                    log_s = log_s.gather(-1, top_ids)
+                else:
+                    log_t = F.log_softmax(teacher / t, dim=-1)
                 kl = (log_t.exp() * (log_t - log_s)).sum(-1).mean()
                 loss = kd["ce_weight"] * loss + kd["weight"] * kl
             loss.backward()

@@ -29,10 +29,12 @@ pub struct Kd {
     pub temperature: f32,
     pub weight: f32,
     pub ce_weight: f32,
+    /// The teacher restricted to its K most likely tokens (renormalized).
+    pub top_k: Option<usize>,
 }
 
 /// The variants, as tools/make_oracle.py names them.
-pub fn variants() -> [Variant; 8] {
+pub fn variants() -> [Variant; 9] {
     let threshold = Quantizer::Threshold {
         ratio: 0.7,
         scale: ScaleMode::Optimal,
@@ -45,11 +47,12 @@ pub fn variants() -> [Variant; 8] {
         subln,
         kd: None,
     };
-    let kd = |name, blend, temperature, weight, ce_weight| Variant {
+    let kd = |name, blend, temperature, weight, ce_weight, top_k| Variant {
         kd: Some(Kd {
             temperature,
             weight,
             ce_weight,
+            top_k,
         }),
         ..v(name, blend, false, false)
     };
@@ -60,14 +63,16 @@ pub fn variants() -> [Variant; 8] {
         v("threshold-l1", Some((threshold, 1.0)), false, false),
         v("absmean-l0.5-postnorm", half, true, false),
         v("absmean-l0.5-subln", half, false, true),
-        kd("absmean-l0.5-kd", half, 2.0, 0.5, 0.5),
+        kd("absmean-l0.5-kd", half, 2.0, 0.5, 0.5, None),
         kd(
             "absmean-l1-kd-only",
             Some((Quantizer::Absmean, 1.0)),
             1.0,
             1.0,
             0.0,
+            None,
         ),
+        kd("absmean-l0.5-kd-top8", half, 2.0, 0.5, 0.5, Some(8)),
     ]
 }
 

@@ -185,6 +185,12 @@ pub struct TrainFlags {
     /// W of --loss ce+kd, in [0, 1].
     #[arg(long = "kd-weight", alias = "kd_weight", default_value_t = defaults::KD_WEIGHT)]
     kd_weight: f32,
+    /// Distill from the base model's K most likely tokens only (renormalized) instead of the whole
+    /// vocabulary; `train` reads them from the dataset's soft-label sidecar (`selfgen
+    /// --soft-labels K` writes DATA.soft beside DATA.jsonl) when there is one, else the base model
+    /// computes them as it trains.
+    #[arg(long = "kd-topk", alias = "kd_topk")]
+    kd_topk: Option<usize>,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
@@ -248,6 +254,7 @@ impl TrainFlags {
                 loss: self.loss,
                 kd_temperature: self.kd_temperature,
                 kd_weight: self.kd_weight,
+                kd_topk: self.kd_topk,
             },
             save_steps: self
                 .save_steps
@@ -257,6 +264,7 @@ impl TrainFlags {
             log_every: self.log_every,
             resume,
             overwrite,
+            soft_labels: None,
         })
     }
 }

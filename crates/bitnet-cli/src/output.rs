@@ -212,6 +212,16 @@ pub fn print_selfgen_report(r: &SelfgenReport) {
         println!("rejected   {n:<6} {}", rej.label());
     }
     println!("duplicates {}", c.duplicates);
+    if let Some(s) = &r.soft_labels {
+        println!(
+            "soft labels: the top {} at {} positions of {} samples → {} ({})",
+            s.k,
+            s.positions,
+            s.examples,
+            s.file,
+            human_bytes(s.bytes)
+        );
+    }
 }
 
 /// The quality report as a table: what was measured, the original's and the ternary model's value.

@@ -10,7 +10,7 @@ use bitnet_core::dataset::{Example, parse_jsonl};
 use bitnet_core::selfgen::check;
 use serde_json::Value;
 
-use common::{bitnet, fixtures, json, tmp};
+use common::{bitnet, demo_folder, fixtures, json, tmp};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -313,10 +313,6 @@ fn eval_reports_the_perplexity_of_folder_and_packed_file_alike() {
 }
 
 /// The built-in demo model's folder as tools/make_demo_model.py wrote it.
-fn demo_folder() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bitnet-pipeline/assets/demo")
-}
-
 #[test]
 fn eval_task_scores_the_demo_models_greedy_answers_by_exact_match() {
     let demo = demo_folder();

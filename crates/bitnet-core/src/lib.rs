@@ -18,6 +18,7 @@ pub mod safetensors;
 pub mod sample;
 pub mod schedule;
 pub mod selfgen;
+pub mod soft;
 pub mod summary;
 pub mod tokenizer;
 pub mod zip;

@@ -5,8 +5,10 @@
 #[path = "../../../tests/support/oracle.rs"]
 mod oracle;
 
+use bitnet_core::cpu::kl::top_k;
 use bitnet_core::cpu::model::{
-    Distillation, ModelOptions, Objective, loss_and_grads, loss_and_grads_of, next_token_targets,
+    Distillation, ModelOptions, Objective, TeacherProbs, loss_and_grads, loss_and_grads_of,
+    next_token_targets,
 };
 
 #[test]
@@ -27,12 +29,20 @@ fn cpu_model_matches_pytorch_float64() {
                 subln: variant.subln,
                 quantize_lm_head: false,
             };
+            let vocab = cfg.vocab_size;
+            let top = variant
+                .kd
+                .and_then(|kd| kd.top_k)
+                .map(|k| top_k(&teacher.logits, vocab, k));
             let objective = match variant.kd {
                 None => Objective::CE,
                 Some(kd) => Objective {
                     ce_weight: kd.ce_weight,
                     kd: Some(Distillation {
-                        teacher_logits: &teacher.logits,
+                        teacher: match &top {
+                            Some(t) => TeacherProbs::TopK(t),
+                            None => TeacherProbs::Logits(&teacher.logits),
+                        },
                         temperature: kd.temperature,
                         weight: kd.weight,
                     }),

@@ -133,6 +133,17 @@ impl Gpu {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// Reads back `n` u32 values.
+    pub async fn read_u32(
+        &self,
+        what: &str,
+        src: &wgpu::Buffer,
+        n: usize,
+    ) -> Result<Vec<u32>, GpuError> {
+        let bytes = self.read(what, src, 4 * n as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     /// A storage buffer holding `v`, named for errors.
     pub fn upload_f32(&self, name: &str, v: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         if v.is_empty() {

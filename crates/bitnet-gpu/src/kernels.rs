@@ -88,6 +88,36 @@ pub const KL: ShaderFamily = ShaderFamily {
         B::StorageReadWrite, // dlogits
     ],
 };
+pub const TOPK: ShaderFamily = ShaderFamily {
+    name: "topk",
+    source: concat!(
+        include_str!("../../../shaders/reduce.wgsl"),
+        include_str!("../../../shaders/topk.wgsl")
+    ),
+    bindings: &[
+        B::Uniform,
+        B::StorageRead,      // logits
+        B::StorageReadWrite, // ids
+        B::StorageReadWrite, // probabilities
+    ],
+};
+pub const KL_TOPK: ShaderFamily = ShaderFamily {
+    name: "kl_topk",
+    source: concat!(
+        include_str!("../../../shaders/reduce.wgsl"),
+        include_str!("../../../shaders/kl_topk.wgsl")
+    ),
+    bindings: &[
+        B::Uniform,
+        B::StorageRead,      // student logits
+        B::StorageRead,      // teacher ids
+        B::StorageRead,      // teacher probabilities
+        B::StorageRead,      // targets
+        B::StorageReadWrite, // stats: lse_s, lse_q per row
+        B::StorageReadWrite, // loss per row
+        B::StorageReadWrite, // dlogits
+    ],
+};
 pub const ATTENTION: ShaderFamily = ShaderFamily {
     name: "attention",
     source: include_str!("../../../shaders/attention.wgsl"),
@@ -138,6 +168,15 @@ pub const ATTENTION_CHUNK: u32 = 256;
 pub struct Distill {
     pub temperature: f32,
     pub weight: f32,
+}
+
+/// A teacher's top K tokens per row (shaders/topk.wgsl's output, or a soft-label sidecar's):
+/// ids (rows, K) u32 and their probabilities at temperature 1 (rows, K) f32.
+#[derive(Clone, Copy)]
+pub struct TopKBuffers<'a> {
+    pub k: u32,
+    pub ids: &'a wgpu::Buffer,
+    pub probs: &'a wgpu::Buffer,
 }
 
 fn u4(a: u32, b: u32, c: u32, d: u32) -> [u32; 4] {
@@ -385,6 +424,98 @@ impl Gpu {
             ],
             self.groups_for(rows as u64, 1),
         )
+    }
+
+    /// The K largest logits of every row of `logits` (rows, vocab), best first, and their softmax
+    /// probabilities (K ≤ vocab: the caller checks).
+    pub fn topk(&self, rows: u32, vocab: u32, logits: &wgpu::Buffer, out: TopKBuffers) -> Op {
+        let u = self.params("topk", &u4(rows, vocab, out.k, 0));
+        self.op(
+            &TOPK,
+            "main",
+            &[&u, logits, out.ids, out.probs],
+            self.groups_for(rows as u64, 1),
+        )
+    }
+
+    /// The uniform of the top-K distillation kernels.
+    fn kl_topk_params(
+        &self,
+        rows: u32,
+        vocab: u32,
+        k: u32,
+        n_valid: u32,
+        kd: Distill,
+        accumulate: bool,
+    ) -> wgpu::Buffer {
+        let p = [
+            rows,
+            vocab,
+            k,
+            accumulate as u32,
+            (n_valid.max(1) as f32).to_bits(),
+            (1.0 / kd.temperature).to_bits(),
+            kd.weight.to_bits(),
+            0,
+        ];
+        self.params("kl_topk", &p)
+    }
+
+    /// [`Gpu::kl_forward`] with the teacher given by its top K tokens (renormalized at T).
+    pub fn kl_topk_forward(
+        &self,
+        rows: u32,
+        vocab: u32,
+        n_valid: u32,
+        kd: Distill,
+        student: &wgpu::Buffer,
+        teacher: TopKBuffers,
+        targets: &wgpu::Buffer,
+        stats: &wgpu::Buffer,
+        loss: &wgpu::Buffer,
+    ) -> Op {
+        let u = self.kl_topk_params(rows, vocab, teacher.k, n_valid, kd, false);
+        let (ids, probs, d) = (teacher.ids, teacher.probs, &self.dummy_rw[0]);
+        self.op(
+            &KL_TOPK,
+            "forward",
+            &[&u, student, ids, probs, targets, stats, loss, d],
+            self.groups_for(rows as u64, 1),
+        )
+    }
+
+    /// [`Gpu::kl_backward`] with the teacher given by its top K tokens: the dense half, then the
+    /// teacher's share scattered at its ids.
+    pub fn kl_topk_backward(
+        &self,
+        rows: u32,
+        vocab: u32,
+        n_valid: u32,
+        kd: Distill,
+        accumulate: bool,
+        student: &wgpu::Buffer,
+        teacher: TopKBuffers,
+        targets: &wgpu::Buffer,
+        stats: &wgpu::Buffer,
+        dlogits: &wgpu::Buffer,
+    ) -> [Op; 2] {
+        let u = self.kl_topk_params(rows, vocab, teacher.k, n_valid, kd, accumulate);
+        let (ids, probs, l) = (teacher.ids, teacher.probs, &self.dummy_rw[0]);
+        let b = [&u, student, ids, probs, targets, stats, l, dlogits];
+        [
+            self.op(
+                &KL_TOPK,
+                "backward",
+                &b,
+                self.groups_for(rows as u64 * vocab as u64, 256),
+            ),
+            self.op(
+                &KL_TOPK,
+                "scatter",
+                &b,
+                self.groups_for(rows as u64 * teacher.k as u64, 256),
+            ),
+        ]
     }
 
     /// d(KL share)/d(student logits), written into `dlogits` or, with `accumulate`, added to it.

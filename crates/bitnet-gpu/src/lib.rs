@@ -19,6 +19,7 @@ pub mod packer;
 pub mod pipelines;
 pub mod quantize;
 pub mod selftest;
+pub mod soft;
 pub mod trainer;
 
 pub use device::{AdapterReport, Gpu};

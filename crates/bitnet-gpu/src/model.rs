@@ -18,7 +18,7 @@ use bitnet_core::quant::Quantizer;
 pub use crate::batch::Batch;
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::kernels::Distill;
+use crate::kernels::{Distill, TopKBuffers};
 use crate::matmul::{BlendPath, GemmPlan, LinearGrads, LinearShape};
 use crate::ops::Op;
 use crate::quantize::StatsBuffers;
@@ -48,12 +48,19 @@ pub struct NormInputRms {
 
 pub use bitnet_core::cpu::model::is_extra_norm;
 
-/// The distillation term of a training pass: the teacher's logits over the same batch, the KL's
-/// temperature and weight, and the cross-entropy's weight beside it.
+/// The distillation term of a training pass: the teacher's distribution over the same batch, the
+/// KL's temperature and weight, and the cross-entropy's weight beside it.
 pub struct Teacher<'a> {
-    pub logits: &'a wgpu::Buffer,
+    pub probs: TeacherProbs<'a>,
     pub kd: Distill,
     pub ce_weight: f32,
+}
+
+/// What the teacher gives per position: its logits (rows, vocab), or its top K tokens.
+#[derive(Clone, Copy)]
+pub enum TeacherProbs<'a> {
+    Logits(&'a wgpu::Buffer),
+    TopK(TopKBuffers<'a>),
 }
 
 struct Param {
@@ -576,8 +583,15 @@ impl GpuModel {
             } else {
                 &batch.loss
             };
-            let (s, tl) = (&a.logits, t.logits);
-            ops.push(gpu.kl_forward(n, vocab, nv, t.kd, s, tl, tgt, &a.kd_stats, kd_loss));
+            let (s, st) = (&a.logits, &a.kd_stats);
+            ops.push(match t.probs {
+                TeacherProbs::Logits(tl) => {
+                    gpu.kl_forward(n, vocab, nv, t.kd, s, tl, tgt, st, kd_loss)
+                }
+                TeacherProbs::TopK(top) => {
+                    gpu.kl_topk_forward(n, vocab, nv, t.kd, s, top, tgt, st, kd_loss)
+                }
+            });
         }
         if !backward {
             return Ok(ops);
@@ -588,9 +602,16 @@ impl GpuModel {
             ops.push(gpu.xent_backward(n, vocab, div, &a.logits, tgt, &a.lse, &a.dlogits));
         }
         if let Some(t) = teacher {
-            let (s, tl, d) = (&a.logits, t.logits, &a.dlogits);
+            let (s, st, d) = (&a.logits, &a.kd_stats, &a.dlogits);
             let acc = ce.is_some();
-            ops.push(gpu.kl_backward(n, vocab, nv, t.kd, acc, s, tl, tgt, &a.kd_stats, d));
+            match t.probs {
+                TeacherProbs::Logits(tl) => {
+                    ops.push(gpu.kl_backward(n, vocab, nv, t.kd, acc, s, tl, tgt, st, d))
+                }
+                TeacherProbs::TopK(top) => {
+                    ops.extend(gpu.kl_topk_backward(n, vocab, nv, t.kd, acc, s, top, tgt, st, d))
+                }
+            }
         }
         let grads = LinearGrads {
             dx: &a.dn,

@@ -13,6 +13,8 @@ use bitnet_core::cpu::{
 use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
 
+mod kd;
+
 use crate::decode::DecodeShape;
 use crate::device::Gpu;
 use crate::error::GpuError;
@@ -1002,6 +1004,10 @@ pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
     }
     if let Err(e) = decode_checks(gpu, &mut rng, &mut out).await {
         out.push(Check::failed("decode attention", e.to_string()));
+    }
+    // A stream of its own, so that the cases above keep theirs.
+    if let Err(e) = kd::topk_checks(gpu, &mut Rng::new(7), &mut out).await {
+        out.push(Check::failed("top-k distillation", e.to_string()));
     }
     out
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use bitnet_core::checksum::{checksum_parts, sequences_checksum, weights_checksum};
 use bitnet_core::config::ModelConfig;
-use bitnet_core::dataset::{LossMask, Sequence, pad_batch};
+use bitnet_core::dataset::{LossMask, PaddedBatch, Sequence, pad_batch};
 use bitnet_core::limits::at_least;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::{MAX_THRESHOLD_RATIO, Quantizer};
@@ -25,12 +25,14 @@ use bitnet_core::safetensors::{
     OwnedTensor, SafeTensors, data_order, data_section, serialize_with_data,
 };
 use bitnet_core::schedule::{Schedule, cosine_lr};
+use bitnet_core::soft::{MAX_K, SoftLabels};
 use bitnet_core::summary::MemoryPlan;
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::kernels::Distill;
-use crate::model::{GpuModel, ModelSetup, Teacher, is_extra_norm};
+use crate::kernels::{Distill, TopKBuffers};
+use crate::model::{Batch, GpuModel, ModelSetup, Teacher, TeacherProbs, is_extra_norm};
+use crate::ops::Op;
 use crate::optimizer::{AdamConfig, Optimizer};
 
 /// The checkpoint format this trainer writes and reads.
@@ -73,6 +75,10 @@ pub struct TrainSettings {
     pub kd_temperature: f32,
     #[serde(default = "half")]
     pub kd_weight: f32,
+    /// Distill from the teacher's K most likely tokens only (renormalized), live or from a
+    /// soft-label sidecar; None: the whole vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kd_topk: Option<usize>,
 }
 
 fn one() -> f32 {
@@ -189,6 +195,14 @@ impl TrainSettings {
                 "--kd-temperature must be a positive number, got {}",
                 self.kd_temperature
             ));
+        }
+        if let Some(k) = self.kd_topk {
+            if !(1..=MAX_K).contains(&k) {
+                return bad(format!("--kd-topk must be 1 to {MAX_K}, got {k}"));
+            }
+            if self.loss == LossKind::Ce {
+                return bad("--kd-topk restricts distillation: it needs --loss kd or ce+kd".into());
+            }
         }
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return bad(format!(
@@ -360,11 +374,36 @@ pub enum TrainError {
     Settings(String),
 }
 
+/// What distillation learns from (with `--loss kd` or `ce+kd`).
+enum TeacherSource {
+    /// The frozen base model, run over every micro-batch (its top K taken on the GPU with
+    /// `--kd-topk`).
+    Model(Box<GpuModel>),
+    /// A soft-label sidecar's top K per position, one entry per example of the data.
+    Soft(Vec<SoftLabels>),
+}
+
+/// A micro-batch's teacher: the base model's batch (its logits after its forward), and the
+/// top-K rows (from the model's logits, or uploaded from soft labels).
+struct TeacherBatch {
+    model: Option<Batch>,
+    top: Option<(u32, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl TeacherBatch {
+    fn probs(&self) -> TeacherProbs<'_> {
+        match (&self.top, &self.model) {
+            (Some((k, ids, probs)), _) => TeacherProbs::TopK(TopKBuffers { k: *k, ids, probs }),
+            (None, Some(b)) => TeacherProbs::Logits(b.logits()),
+            (None, None) => unreachable!("a teacher batch has logits or top-K rows"),
+        }
+    }
+}
+
 pub struct Trainer {
     pub settings: TrainSettings,
     pub model: GpuModel,
-    /// The frozen base model that distillation learns from (with `--loss kd` or `ce+kd`).
-    teacher: Option<GpuModel>,
+    teacher: Option<TeacherSource>,
     optimizer: Optimizer,
     data: Vec<Sequence>,
     pad_id: u32,
@@ -380,26 +419,63 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// A run on `data`; with `soft` (one entry per sequence of `data`, K = `--kd-topk`),
+    /// distillation reads the teacher's top K from it instead of running the base model.
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         weights: &BTreeMap<String, Vec<f32>>,
         data: Vec<Sequence>,
+        soft: Option<Vec<SoftLabels>>,
         pad_id: u32,
         settings: TrainSettings,
     ) -> Result<Trainer, TrainError> {
         settings.validate()?;
+        let bad = |m: String| Err(TrainError::Settings(m));
         if data.is_empty() {
-            return Err(TrainError::Settings(
-                "training needs at least one example".into(),
+            return bad("training needs at least one example".into());
+        }
+        if let Some(k) = settings.kd_topk
+            && k > cfg.vocab_size
+        {
+            return bad(format!(
+                "--kd-topk {k} is more than the model's vocabulary of {}",
+                cfg.vocab_size
             ));
+        }
+        if let Some(labels) = &soft {
+            let Some(k) = settings.kd_topk.filter(|_| settings.loss != LossKind::Ce) else {
+                return bad(
+                    "soft labels are for top-K distillation (--loss kd or ce+kd with --kd-topk)"
+                        .into(),
+                );
+            };
+            if labels.len() != data.len() {
+                return bad(format!(
+                    "{} soft labels for {} examples",
+                    labels.len(),
+                    data.len()
+                ));
+            }
+            for (i, (l, seq)) in labels.iter().zip(&data).enumerate() {
+                if l.k != k || l.positions() + 1 < seq.ids.len() {
+                    return bad(format!(
+                        "the soft labels of example {} hold {} positions of {} tokens; training needs {} of {k}",
+                        i + 1,
+                        l.positions(),
+                        l.k,
+                        seq.ids.len() - 1
+                    ));
+                }
+            }
         }
         let model = GpuModel::new(gpu, cfg, weights, settings.setup)?;
         let optimizer = Optimizer::new(gpu, &model, settings.adam)?;
         // The teacher: the base model's own weights as they are (no extra norm, no blend).
-        let teacher = match settings.objective().1 {
-            None => None,
-            Some(_) => {
+        let teacher = match (settings.objective().1, soft) {
+            (None, _) => None,
+            (Some(_), Some(labels)) => Some(TeacherSource::Soft(labels)),
+            (Some(_), None) => {
                 let base: BTreeMap<String, Vec<f32>> = weights
                     .iter()
                     .filter(|(n, _)| !is_extra_norm(n))
@@ -411,7 +487,8 @@ impl Trainer {
                     quantize_lm_head: false,
                     subln: false,
                 };
-                Some(GpuModel::for_inference(gpu, cfg, &base, plain)?)
+                let model = GpuModel::for_inference(gpu, cfg, &base, plain)?;
+                Some(TeacherSource::Model(Box::new(model)))
             }
         };
         let mut t = Trainer {
@@ -440,17 +517,74 @@ impl Trainer {
         self.cursor = 0;
     }
 
-    /// The next `bsz` sequences of the data order.
-    fn next_sequences(&mut self) -> Vec<Sequence> {
+    /// The next `bsz` examples of the data order.
+    fn next_examples(&mut self) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.settings.bsz);
         while out.len() < self.settings.bsz {
             if self.cursor == self.order.len() {
                 self.shuffle();
             }
-            out.push(self.data[self.order[self.cursor]].clone());
+            out.push(self.order[self.cursor]);
             self.cursor += 1;
         }
         out
+    }
+
+    /// The teacher of a micro-batch of `examples` padded to `tokens`: the base model's batch (and
+    /// its forward, then with `--kd-topk` its top K, appended to `ops`), or the soft labels' rows.
+    fn teacher_batch(
+        &self,
+        gpu: &Gpu,
+        examples: &[usize],
+        padded: &PaddedBatch,
+        ops: &mut Vec<Op>,
+    ) -> Result<Option<TeacherBatch>, TrainError> {
+        let (b, t) = (padded.tokens.len(), padded.tokens[0].len());
+        let rows = b * t;
+        Ok(match &self.teacher {
+            None => None,
+            Some(TeacherSource::Model(teacher)) => {
+                let batch = teacher.batch(gpu, &padded.tokens, &padded.targets)?;
+                ops.extend(teacher.forward_loss(gpu, &batch, None)?);
+                let top = match self.settings.kd_topk {
+                    None => None,
+                    Some(k) => {
+                        let ids = gpu.storage("top-k ids", 4 * (rows * k) as u64)?;
+                        let probs = gpu.storage("top-k probabilities", 4 * (rows * k) as u64)?;
+                        let out = TopKBuffers {
+                            k: k as u32,
+                            ids: &ids,
+                            probs: &probs,
+                        };
+                        let v = self.model.cfg.vocab_size as u32;
+                        ops.push(gpu.topk(rows as u32, v, batch.logits(), out));
+                        Some((k as u32, ids, probs))
+                    }
+                };
+                Some(TeacherBatch {
+                    model: Some(batch),
+                    top,
+                })
+            }
+            Some(TeacherSource::Soft(labels)) => {
+                // Each example's rows, zeros past its labels (padding: never a target).
+                let k = self.settings.kd_topk.unwrap_or(1);
+                let (mut ids, mut probs) = (vec![0u32; rows * k], vec![0f32; rows * k]);
+                for (row, &e) in examples.iter().enumerate() {
+                    let l = &labels[e];
+                    let n = l.positions().min(t) * k;
+                    let at = row * t * k;
+                    ids[at..at + n].copy_from_slice(&l.ids[..n]);
+                    probs[at..at + n].copy_from_slice(&l.probs[..n]);
+                }
+                let ids = gpu.upload("top-k ids", bytemuck::cast_slice(&ids))?;
+                let probs = gpu.upload_f32("top-k probabilities", &probs)?;
+                Some(TeacherBatch {
+                    model: None,
+                    top: Some((k as u32, ids, probs)),
+                })
+            }
+        })
     }
 
     /// λ at the current step.
@@ -467,26 +601,25 @@ impl Trainer {
         let lr = cosine_lr(s.lr, self.step, s.steps, s.warmup_ratio);
         let (ce_weight, kd) = s.objective();
         let mut batches = Vec::with_capacity(s.grad_accum);
-        let mut teacher_batches = Vec::new();
+        let mut teacher_batches = Vec::with_capacity(s.grad_accum);
+        // The teacher's passes come first: each micro-batch's distribution over the same tokens.
+        let mut ops = Vec::new();
         for _ in 0..s.grad_accum {
-            let b = pad_batch(&self.next_sequences(), self.pad_id);
+            let examples = self.next_examples();
+            let seqs: Vec<Sequence> = examples.iter().map(|&e| self.data[e].clone()).collect();
+            let b = pad_batch(&seqs, self.pad_id);
             batches.push(self.model.batch(gpu, &b.tokens, &b.targets)?);
-            if let Some(teacher) = &self.teacher {
-                teacher_batches.push(teacher.batch(gpu, &b.tokens, &b.targets)?);
-            }
+            teacher_batches.push(self.teacher_batch(gpu, &examples, &b, &mut ops)?);
         }
         let total: u32 = batches.iter().map(|b| b.n_valid).sum();
-        let mut ops = self.model.zero_grads();
+        ops.extend(self.model.zero_grads());
         let lambda32 = Some(lambda as f32);
-        for (i, b) in batches.iter_mut().enumerate() {
+        for (b, tb) in batches.iter_mut().zip(&teacher_batches) {
             b.loss_divisor = total.max(1);
-            match (&self.teacher, kd) {
-                (Some(teacher), Some(kd)) => {
-                    // The teacher's logits over the same micro-batch, then the student's pass.
-                    let tb = &teacher_batches[i];
-                    ops.extend(teacher.forward_loss(gpu, tb, None)?);
+            match (tb, kd) {
+                (Some(tb), Some(kd)) => {
                     let t = Teacher {
-                        logits: tb.logits(),
+                        probs: tb.probs(),
                         kd,
                         ce_weight,
                     };

@@ -10,8 +10,8 @@ mod oracle;
 use bitnet_core::cpu::model::next_token_targets;
 use bitnet_core::quant::Quantizer;
 use bitnet_gpu::Gpu;
-use bitnet_gpu::kernels::Distill;
-use bitnet_gpu::model::{Batch, GpuModel, ModelSetup, Teacher};
+use bitnet_gpu::kernels::{Distill, TopKBuffers};
+use bitnet_gpu::model::{Batch, GpuModel, ModelSetup, Teacher, TeacherProbs};
 
 #[test]
 fn gpu_model_matches_pytorch_float64() {
@@ -48,8 +48,23 @@ fn gpu_model_matches_pytorch_float64() {
             let ops = match variant.kd {
                 None => m.forward_backward(&gpu, &batch, lambda),
                 Some(kd) => {
+                    // The teacher's top K on the GPU (shaders/topk.wgsl), or all its logits.
+                    let rows = tokens.len() * tokens[0].len();
+                    let k = kd.top_k.unwrap_or(1);
+                    let ids = gpu.storage("top ids", 4 * (rows * k) as u64).unwrap();
+                    let top_probs = gpu.storage("top probs", 4 * (rows * k) as u64).unwrap();
+                    let top = TopKBuffers {
+                        k: k as u32,
+                        ids: &ids,
+                        probs: &top_probs,
+                    };
+                    let v = cfg.vocab_size as u32;
+                    gpu.submit(&[gpu.topk(rows as u32, v, teacher_batch.logits(), top)]);
                     let t = Teacher {
-                        logits: teacher_batch.logits(),
+                        probs: match kd.top_k {
+                            Some(_) => TeacherProbs::TopK(top),
+                            None => TeacherProbs::Logits(teacher_batch.logits()),
+                        },
                         kd: Distill {
                             temperature: kd.temperature,
                             weight: kd.weight,

@@ -12,11 +12,12 @@ mod oracle;
 use std::collections::BTreeMap;
 
 use bitnet_core::Schedule;
-use bitnet_core::dataset::{Example, LossMask, tokenize};
+use bitnet_core::config::ModelConfig;
+use bitnet_core::dataset::{Example, LossMask, Sequence, tokenize};
 use bitnet_core::quant::Quantizer;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_gpu::Gpu;
-use bitnet_gpu::model::ModelSetup;
+use bitnet_gpu::model::{GpuModel, ModelSetup};
 use bitnet_gpu::optimizer::AdamConfig;
 use bitnet_gpu::trainer::{LossKind, TrainError, TrainSettings, Trainer};
 
@@ -40,6 +41,22 @@ fn trainer_of(
     subln: bool,
     loss: LossKind,
 ) -> Trainer {
+    let (cfg, weights, data, settings) = parts(steps, freeze_embeddings, subln, loss);
+    Trainer::new(gpu, &cfg, &weights, data, None, 2, settings).unwrap()
+}
+
+/// What a trainer of [`trainer_of`] is made of: the config, weights, data and settings.
+fn parts(
+    steps: u64,
+    freeze_embeddings: bool,
+    subln: bool,
+    loss: LossKind,
+) -> (
+    ModelConfig,
+    BTreeMap<String, Vec<f32>>,
+    Vec<Sequence>,
+    TrainSettings,
+) {
     let (model, weights) = oracle::load("llama");
     let tok =
         Tokenizer::from_bytes("tokenizer.json", model.tokenizer_json.as_ref().unwrap()).unwrap();
@@ -90,8 +107,9 @@ fn trainer_of(
         loss,
         kd_temperature: 1.0,
         kd_weight: 0.5,
+        kd_topk: None,
     };
-    Trainer::new(gpu, &model.config, &weights, data, 2, settings).unwrap()
+    (model.config, weights, data, settings)
 }
 
 fn run(gpu: &Gpu, t: &mut Trainer, steps: u64) -> Vec<f32> {
@@ -248,4 +266,71 @@ fn distillation_starts_at_the_teacher_and_learns_from_it() {
     let losses = run(&gpu, &mut t, 10);
     assert!(losses[4] > 1e-4, "the KL at λ = {}: {}", 0.5, losses[4]);
     assert!(losses[9] < losses[5], "the KL does not fall: {losses:?}");
+}
+
+/// Top-K distillation from soft labels (the sidecar's path: the teacher's top K computed once,
+/// before training) gives the losses of the live teacher restricted to the same K, step by step;
+/// and top K = the whole vocabulary gives the full distillation's.
+#[test]
+fn soft_labels_train_like_the_live_teacher_restricted_to_the_same_top_k() {
+    let gpu = gpu();
+    let (cfg, weights, data, settings) = parts(6, false, false, LossKind::CeKd);
+    let settings = TrainSettings {
+        kd_temperature: 2.0,
+        ..settings
+    };
+    let run_with = |topk: Option<usize>, soft| {
+        let s = TrainSettings {
+            kd_topk: topk,
+            ..settings.clone()
+        };
+        let mut t = Trainer::new(&gpu, &cfg, &weights, data.clone(), soft, 2, s).unwrap();
+        run(&gpu, &mut t, 6)
+    };
+    let plain = ModelSetup {
+        subln: false,
+        ..settings.setup
+    };
+    let teacher = GpuModel::for_inference(&gpu, &cfg, &weights, plain).unwrap();
+    let labels = pollster::block_on(bitnet_gpu::soft::soft_labels(
+        &gpu, &teacher, &data, 4, 3, 2,
+    ))
+    .unwrap();
+    for (l, seq) in labels.iter().zip(&data) {
+        assert_eq!(l.positions(), seq.ids.len() - 1);
+    }
+    let live = run_with(Some(4), None);
+    let soft = run_with(Some(4), Some(labels));
+    for (step, (a, b)) in live.iter().zip(&soft).enumerate() {
+        assert!(
+            ((a - b) / a).abs() < 1e-4,
+            "step {step}: live {a} vs soft labels {b}"
+        );
+    }
+    // Top K restricts: at λ > 0 its losses are not the full distillation's …
+    let full = run_with(None, None);
+    assert!((full[5] - live[5]).abs() > 1e-3, "{full:?} {live:?}");
+    // … unless K is the whole vocabulary.
+    let all = run_with(Some(cfg.vocab_size), None);
+    for (a, b) in full.iter().zip(&all) {
+        assert!(((a - b) / a).abs() < 1e-4, "full {full:?} vs top-V {all:?}");
+    }
+    // Soft labels that do not cover the data are refused, naming the example.
+    let short = vec![
+        bitnet_core::soft::SoftLabels {
+            k: 4,
+            ids: vec![0; 4],
+            probs: vec![0.0; 4],
+        };
+        data.len()
+    ];
+    let s = TrainSettings {
+        kd_topk: Some(4),
+        ..settings.clone()
+    };
+    let err = Trainer::new(&gpu, &cfg, &weights, data.clone(), Some(short), 2, s)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("example 1"), "{err}");
 }

@@ -96,12 +96,14 @@ pub fn demo_train_job() -> TrainJob {
             loss: defaults::LOSS,
             kd_temperature: defaults::KD_TEMPERATURE,
             kd_weight: defaults::KD_WEIGHT,
+            kd_topk: None,
         },
         save_steps: default_save_steps(steps),
         save_total_limit: 2,
         log_every: 2,
         resume: true,
         overwrite: false,
+        soft_labels: None,
     }
 }
 

@@ -126,7 +126,7 @@ fn sequences(
 }
 
 /// The inference model of `m` on the GPU.
-fn gpu_model(ctx: &Ctx<'_>, m: &Loaded) -> Result<GpuModel> {
+pub(crate) fn inference_model(ctx: &Ctx<'_>, m: &Loaded) -> Result<GpuModel> {
     let setup = ModelSetup {
         quantizer: Quantizer::Absmean,
         post_attn_norm: m.post_attn_norm(),
@@ -163,8 +163,8 @@ pub async fn score(
             r.name, r.model.config.vocab_size, m.name, cfg.vocab_size
         )));
     }
-    let gm = gpu_model(ctx, m)?;
-    let gr = reference.map(|r| gpu_model(ctx, r)).transpose()?;
+    let gm = inference_model(ctx, m)?;
+    let gr = reference.map(|r| inference_model(ctx, r)).transpose()?;
     let pad = m.eos.first().copied().unwrap_or(0);
     let (mut nll, mut kl, mut count) = (0f64, 0f64, 0u64);
     for chunk in seqs.chunks(opts.bsz) {

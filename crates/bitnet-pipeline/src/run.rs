@@ -248,6 +248,7 @@ pub async fn run<F: ModelFiles, S: Store>(
         templates_name: cfg.templates_name.clone(),
         chat: cfg.chat,
         sampling,
+        soft_labels: None,
     };
     let data = selfgen(ctx, &base_model, store, DATA_FILE, &sg).await?;
     let bytes = store.get(DATA_FILE).await?.unwrap_or_default();

@@ -8,18 +8,22 @@
 
 use std::collections::HashSet;
 
-use bitnet_core::dataset::{Example, parse_jsonl};
+use bitnet_core::dataset::{Example, LossMask, parse_jsonl};
 use bitnet_core::limits::at_least;
 use bitnet_core::sample::Sampling;
 use bitnet_core::selfgen::{
     Counts, Dedup, PROMPT_TOKENS, Templates, check, extract_response, prompt_text,
 };
+use bitnet_core::soft::{MAX_K, encode, sidecar_name};
 use bitnet_gpu::generate::{GenerateOptions, Generator};
+use bitnet_gpu::soft::soft_labels;
 
 use crate::error::{PipelineError, Result};
+use crate::eval::inference_model;
 use crate::events::{Event, Rejected, SampleOutcome};
 use crate::load::Loaded;
 use crate::store::Store;
+use crate::train::tokenize_dataset;
 use crate::{Ctx, clock};
 
 /// What to generate.
@@ -43,6 +47,11 @@ pub struct SelfgenConfig {
     /// Prompt through the tokenizer's chat template.
     pub chat: bool,
     pub sampling: Sampling,
+    /// At the end, the model's top K at every position of each kept example's training text,
+    /// written to the sidecar beside the output (`data.jsonl` → `data.soft`, docs/FORMAT.md) for
+    /// `train --kd-topk`. (Not the generation's own logits: those belong to the self-generation
+    /// prompt, and training reads the training text — one forward pass over it per example.)
+    pub soft_labels: Option<usize>,
 }
 
 /// What `<out>.state.json` holds: the settings a resumed run must share, and the counts so far.
@@ -73,6 +82,77 @@ pub struct SelfgenReport {
     pub max_attempts: u64,
     pub counts: Counts,
     pub stopped_by: StoppedBy,
+    /// The soft-label sidecar, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_labels: Option<SoftLabelsReport>,
+}
+
+/// The sidecar `selfgen` wrote: its name, K, the positions it covers and its size.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct SoftLabelsReport {
+    pub file: String,
+    pub k: usize,
+    pub examples: usize,
+    pub positions: u64,
+    pub bytes: u64,
+}
+
+/// K of `--soft-labels` for model `m`: 1 to the vocabulary (and at most [`MAX_K`]).
+fn check_soft_labels(m: &Loaded, k: usize) -> Result<()> {
+    let most = MAX_K.min(m.model.config.vocab_size);
+    if !(1..=most).contains(&k) {
+        return Err(PipelineError::Invalid(format!(
+            "--soft-labels {k}: K must be 1 to {most} (the model's vocabulary is {})",
+            m.model.config.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the sidecar of the JSONL `out` of `store`: `m`'s top `k` at every position of each
+/// example's training text (whole, up to the model's context), `batch` examples at a time or
+/// fewer, so that a micro-batch's logits stay within one storage binding.
+pub async fn write_soft_labels<S: Store>(
+    ctx: &Ctx<'_>,
+    m: &Loaded,
+    store: &S,
+    out: &str,
+    k: usize,
+    batch: usize,
+) -> Result<SoftLabelsReport> {
+    check_soft_labels(m, k)?;
+    let cfg = &m.model.config;
+    let (vocab, name) = (cfg.vocab_size, store.display(out));
+    let bytes = store.get(out).await?.unwrap_or_default();
+    let examples = existing(store, out, bytes).await?;
+    let seqs = tokenize_dataset(
+        &m.tokenizer,
+        cfg,
+        &examples,
+        &name,
+        cfg.context().0,
+        LossMask::All,
+    )?;
+    let longest = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(1) as u64;
+    let per_seq = longest * vocab as u64 * 4;
+    let bsz = (ctx.gpu.max_binding() / per_seq.max(1)).clamp(1, batch.max(1) as u64) as usize;
+    let model = inference_model(ctx, m)?;
+    let pad = m.eos.first().copied().unwrap_or(0);
+    let mut labels = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(bsz) {
+        ctx.control.between_steps().await?;
+        labels.extend(soft_labels(ctx.gpu, &model, chunk, k, bsz, pad).await?);
+    }
+    let data = encode(k, &examples, &labels);
+    let file = sidecar_name(out);
+    store.put(&file, &data).await?;
+    Ok(SoftLabelsReport {
+        file: store.display(&file),
+        k,
+        examples: examples.len(),
+        positions: labels.iter().map(|l| l.positions() as u64).sum(),
+        bytes: data.len() as u64,
+    })
 }
 
 /// The state file of output `out`.
@@ -110,6 +190,9 @@ pub async fn selfgen<S: Store>(
         ("--max-attempts", cfg.max_attempts.unwrap_or(1), 1),
     ])
     .map_err(PipelineError::Invalid)?;
+    if let Some(k) = cfg.soft_labels {
+        check_soft_labels(m, k)?;
+    }
     let gpu = ctx.gpu;
     let max_attempts = cfg.max_attempts.unwrap_or(4 * cfg.num);
     let mut state = SelfgenState {
@@ -262,8 +345,16 @@ pub async fn selfgen<S: Store>(
             outcomes,
         });
     }
+    drop(generator);
+    let soft_labels = match cfg.soft_labels {
+        Some(k) if state.counts.kept > 0 => {
+            Some(write_soft_labels(ctx, m, store, out, k, cfg.batch).await?)
+        }
+        _ => None,
+    };
     let counts = state.counts.clone();
     let report = SelfgenReport {
+        soft_labels,
         out: store.display(out),
         num: cfg.num,
         max_attempts,

@@ -17,13 +17,14 @@ use bitnet_core::packed::PackedModel;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::Quantizer;
 use bitnet_core::safetensors::{OwnedTensor, serialize};
+use bitnet_core::soft::Sidecar;
 use bitnet_core::summary::human_bytes;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, Schedule};
 use bitnet_gpu::Gpu;
 use bitnet_gpu::model::{Batch, GpuModel, ModelSetup, is_extra_norm};
 use bitnet_gpu::packer::{PackOptions, pack_model};
-use bitnet_gpu::trainer::{NormInit, StepReport, TrainError, TrainSettings, Trainer};
+use bitnet_gpu::trainer::{LossKind, NormInit, StepReport, TrainError, TrainSettings, Trainer};
 
 use crate::error::{PipelineError, Result};
 use crate::events::Event;
@@ -51,6 +52,9 @@ pub struct TrainJob {
     /// Without `resume`: remove an earlier run's files from the store first (else a store that
     /// holds one is refused, so that no folder mixes two runs).
     pub overwrite: bool,
+    /// A soft-label sidecar of the dataset (its name and bytes; `selfgen --soft-labels K`): with
+    /// `--kd-topk`, the teacher's top K come from it and no teacher model is loaded.
+    pub soft_labels: Option<(String, Vec<u8>)>,
 }
 
 /// The default of `save_steps`: a quarter of the steps (at least 1).
@@ -121,12 +125,14 @@ impl TrainJob {
                 loss: defaults::LOSS,
                 kd_temperature: defaults::KD_TEMPERATURE,
                 kd_weight: defaults::KD_WEIGHT,
+                kd_topk: None,
             },
             save_steps: default_save_steps(defaults::STEPS),
             save_total_limit: defaults::SAVE_TOTAL_LIMIT,
             log_every: defaults::LOG_EVERY,
             resume: false,
             overwrite: false,
+            soft_labels: None,
         }
     }
 }
@@ -286,9 +292,29 @@ pub async fn train<F: ModelFiles, S: Store>(
     let examples =
         parse_jsonl(data_name, dataset).map_err(|e| PipelineError::input(data_name, e))?;
     let seqs = tokenize_dataset(&tok, &cfg, &examples, data_name, s.seq_len, s.loss_mask)?;
+    let soft = match (&job.soft_labels, s.kd_topk) {
+        (Some((name, bytes)), Some(k)) if s.loss != LossKind::Ce => {
+            // (The errors name the sidecar.)
+            let invalid = |e: bitnet_core::CoreError| PipelineError::Invalid(e.to_string());
+            let sidecar = Sidecar::decode(name, bytes).map_err(invalid)?;
+            let need: Vec<usize> = seqs.iter().map(|q| q.ids.len().saturating_sub(1)).collect();
+            let labels = sidecar
+                .for_examples(data_name, &examples, &need, k, cfg.vocab_size)
+                .map_err(invalid)?;
+            Some(labels)
+        }
+        _ => None,
+    };
 
-    // The memory the run needs, before any of it is allocated.
-    let plan = s.memory_plan(&cfg);
+    // The memory the run needs, before any of it is allocated (soft labels: no teacher model).
+    let plan = match soft {
+        Some(_) => TrainSettings {
+            loss: LossKind::Ce,
+            ..s.clone()
+        }
+        .memory_plan(&cfg),
+        None => s.memory_plan(&cfg),
+    };
     ctx.emit(Event::Memory {
         plan: Box::new(plan.clone()),
         max_binding: gpu.max_binding(),
@@ -338,7 +364,7 @@ pub async fn train<F: ModelFiles, S: Store>(
             });
         }
     }
-    let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, 0, s.clone())?;
+    let mut trainer = Trainer::new(gpu, &cfg, &weights, seqs, soft, 0, s.clone())?;
     let (mut first_loss, mut last_loss) = (None, None);
     if job.resume {
         let (restored, skipped) = restore_newest(gpu, &mut trainer, store).await?;

@@ -11,7 +11,7 @@ use bitnet_core::selfgen::{
 };
 use bitnet_core::summary::{MemoryPlan, ModelSummary};
 use bitnet_core::{ModelConfig, Schedule};
-use bitnet_gpu::trainer::TrainSettings;
+use bitnet_gpu::trainer::{LossKind, TrainSettings};
 use bitnet_gpu::{AdapterReport, Gpu};
 use bitnet_pipeline::Control;
 use bitnet_pipeline::eval::Perplexity;
@@ -195,6 +195,7 @@ impl RunSpec {
             log_every: self.log_every,
             resume,
             overwrite: !resume,
+            soft_labels: None,
         }
     }
 }
@@ -276,6 +277,7 @@ impl SelfgenForm {
             templates_name,
             chat: self.chat.get_untracked(),
             sampling,
+            soft_labels: None,
         })
     }
 
@@ -318,6 +320,8 @@ pub struct TrainForm {
     pub loss: RwSignal<String>,
     pub kd_temperature: RwSignal<String>,
     pub kd_weight: RwSignal<String>,
+    /// Distill from the teacher's top K only ("" or "all": the whole vocabulary).
+    pub kd_topk: RwSignal<String>,
     pub quantize_lm_head: RwSignal<bool>,
     pub freeze_embeddings: RwSignal<bool>,
     pub seq_len: RwSignal<String>,
@@ -350,6 +354,7 @@ impl TrainForm {
             loss: s(""),
             kd_temperature: s(""),
             kd_weight: s(""),
+            kd_topk: s(""),
             quantize_lm_head: RwSignal::new(false),
             freeze_embeddings: RwSignal::new(false),
             seq_len: s(""),
@@ -392,6 +397,8 @@ impl TrainForm {
         self.loss.set(s.loss.name().into());
         self.kd_temperature.set(s.kd_temperature.to_string());
         self.kd_weight.set(s.kd_weight.to_string());
+        self.kd_topk
+            .set(s.kd_topk.map_or("all".into(), |k| k.to_string()));
         self.quantize_lm_head.set(s.setup.quantize_lm_head);
         self.freeze_embeddings.set(s.freeze_embeddings);
         self.seq_len.set(s.seq_len.to_string());
@@ -449,6 +456,13 @@ impl TrainForm {
         s.loss = g(self.loss).parse()?;
         s.kd_temperature = parse("KD temperature", &g(self.kd_temperature), "a number")?;
         s.kd_weight = parse("KD weight", &g(self.kd_weight), "a number")?;
+        s.kd_topk = match g(self.kd_topk).trim() {
+            "" | "all" => None,
+            k => Some(parse("KD top K", k, "a whole number or `all`")?),
+        };
+        if s.loss == LossKind::Ce {
+            s.kd_topk = None;
+        }
         s.setup.quantize_lm_head = self.quantize_lm_head.get_untracked();
         s.freeze_embeddings = self.freeze_embeddings.get_untracked();
         s.seq_len = parse("sequence length", &g(self.seq_len), "a whole number")?;

@@ -41,6 +41,11 @@ pub struct Args {
     /// 0 keeps every token; 50 is transformers' default, which the seed ran with.
     #[arg(long = "top-k", alias = "top_k", default_value_t = 50)]
     top_k: usize,
+    /// Also write the model's top K next tokens and their probabilities at every position of each
+    /// kept sample's training text to OUT.soft (beside OUT.jsonl; 8·K bytes a position), so that
+    /// `train --kd-topk K` distills without running the teacher.
+    #[arg(long = "soft-labels", alias = "soft_labels")]
+    soft_labels: Option<usize>,
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -58,6 +63,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         templates_name,
         chat: a.generation.chat,
         sampling,
+        soft_labels: a.soft_labels,
     };
     let (store, key) = DirStore::of_file(&a.out)?;
     let gpu = super::tuned_gpu()?;

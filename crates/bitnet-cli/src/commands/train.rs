@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use bitnet_core::soft::sidecar_name;
+use bitnet_gpu::trainer::LossKind;
 use bitnet_pipeline::{Control, Ctx};
 
 use crate::args::TrainFlags;
@@ -30,9 +32,21 @@ pub struct Args {
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
-    let job = a.flags.job(a.resume, a.overwrite)?;
+    let mut job = a.flags.job(a.resume, a.overwrite)?;
     let files = DirFiles::open(&a.base_model)?;
     let data = super::read(&a.dataset)?;
+    // Top-K distillation reads the teacher from the dataset's sidecar when there is one.
+    let sidecar = PathBuf::from(sidecar_name(&a.dataset.display().to_string()));
+    if job.settings.kd_topk.is_some() && job.settings.loss != LossKind::Ce && sidecar.is_file() {
+        if !json {
+            eprintln!(
+                "teacher: the top-{} soft labels of {}",
+                job.settings.kd_topk.unwrap_or_default(),
+                sidecar.display()
+            );
+        }
+        job.soft_labels = Some((sidecar.display().to_string(), super::read(&sidecar)?));
+    }
     let gpu = super::gpu()?;
     let mut printer = Printer::new(json);
     let ctx = Ctx::new(&gpu, Control::new(), |e| printer.event(e));

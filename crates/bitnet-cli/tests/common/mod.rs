@@ -11,6 +11,11 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// The built-in demo model's folder.
+pub fn demo_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bitnet-pipeline/assets/demo")
+}
+
 /// Runs `bitnet ARGS`, returning (success, stdout, stderr).
 pub fn bitnet(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 
 use super::attention::{AttnShape, attention_backward, attention_forward};
 use super::embedding::{embedding_backward, embedding_forward};
-use super::kl::{kl_backward, kl_forward};
+pub use super::kl::TopK;
+use super::kl::{kl_backward, kl_forward, kl_topk_backward, kl_topk_forward};
 use super::matmul::{
     linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward,
 };
@@ -179,12 +180,19 @@ pub struct Objective<'a> {
     pub kd: Option<Distillation<'a>>,
 }
 
-/// Distillation from a teacher's logits (B·T, V) at the same positions.
+/// Distillation from a teacher at the same positions.
 #[derive(Debug, Clone, Copy)]
 pub struct Distillation<'a> {
-    pub teacher_logits: &'a [f32],
+    pub teacher: TeacherProbs<'a>,
     pub temperature: f32,
     pub weight: f32,
+}
+
+/// What the teacher gives: its logits (B·T, V), or its top-K probabilities per position.
+#[derive(Debug, Clone, Copy)]
+pub enum TeacherProbs<'a> {
+    Logits(&'a [f32]),
+    TopK(&'a TopK),
 }
 
 impl Objective<'_> {
@@ -342,14 +350,11 @@ pub fn loss_and_grads_of(
     let w_ce = objective.ce_weight;
     let mut loss = w_ce * ce;
     if let Some(kd) = &objective.kd {
-        loss += kl_forward(
-            &logits,
-            kd.teacher_logits,
-            targets,
-            vocab,
-            kd.temperature,
-            kd.weight,
-        );
+        let (t, w) = (kd.temperature, kd.weight);
+        loss += match kd.teacher {
+            TeacherProbs::Logits(l) => kl_forward(&logits, l, targets, vocab, t, w),
+            TeacherProbs::TopK(k) => kl_topk_forward(&logits, k, targets, vocab, t, w),
+        };
     }
 
     // Backward.
@@ -363,14 +368,11 @@ pub fn loss_and_grads_of(
     let mut dlogits = xent_backward(&logits, targets, &lse, vocab);
     dlogits.iter_mut().for_each(|d| *d *= w_ce);
     if let Some(kd) = &objective.kd {
-        let dkd = kl_backward(
-            &logits,
-            kd.teacher_logits,
-            targets,
-            vocab,
-            kd.temperature,
-            kd.weight,
-        );
+        let (t, w) = (kd.temperature, kd.weight);
+        let dkd = match kd.teacher {
+            TeacherProbs::Logits(l) => kl_backward(&logits, l, targets, vocab, t, w),
+            TeacherProbs::TopK(k) => kl_topk_backward(&logits, k, targets, vocab, t, w),
+        };
         dlogits.iter_mut().zip(&dkd).for_each(|(d, k)| *d += k);
     }
     add(

@@ -80,6 +80,7 @@ pub async fn flow(gpu: &Gpu) -> FlowResult {
         templates_name: None,
         chat: false,
         sampling: Sampling::new(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, 50).unwrap(),
+        soft_labels: None,
     };
     let report = selfgen(&ctx, &m, &store, "data.jsonl", &cfg).await.unwrap();
     let data = store.get("data.jsonl").await.unwrap().unwrap();

@@ -207,6 +207,7 @@ pub fn TrainPage() -> impl IntoView {
                 {select("tr-loss", "loss", f.loss, LOSSES)}
                 {move || (f.loss.get() != "ce").then(|| view! {
                     {field("tr-kd-temperature", "KD temperature", f.kd_temperature)}
+                    {field("tr-kd-topk", "KD top K (all: the whole vocabulary)", f.kd_topk)}
                     {(f.loss.get() == "ce+kd").then(|| field("tr-kd-weight", "KD weight W", f.kd_weight))}
                 })}
                 {check("tr-lm-head", "ternary lm_head too", f.quantize_lm_head)}
