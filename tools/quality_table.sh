@@ -10,6 +10,9 @@
 #     tools/quality_table.sh OUT_DIR seeds
 # then trains the leading recipes again with --seed 7 and 13 (the data order; the data stay the
 # same) and prints their accuracy per seed: how much of a difference between rows is noise.
+#     tools/quality_table.sh OUT_DIR long
+# trains the two distillation schedules for 1000 steps (the default run's length) with the three
+# seeds and prints the same per-seed table.
 set -euo pipefail
 
 OUT=${1:-target/quality}
@@ -47,29 +50,43 @@ train() { # $1: row name, then the recipe's flags
   compare "$name" "$OUT/$name/model.bitnet.safetensors"
 }
 
-if [ "${2:-}" = seeds ]; then
-  train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
-  for s in 7 13; do
-    train "no-norm-s$s" --rmsnorm-post-attn 0 --loss ce --seed "$s"
-    train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce --seed "$s"
-    train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --seed "$s"
-    train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
-  done
-  python3 - "$OUT" <<'EOF'
+per_seed() { # the per-seed table of the rows named in $2 (name=label;name=label;…) of $1
+  python3 - "$1" "$2" <<'EOF'
 import json, sys
 out = sys.argv[1]
+rows = [r.split("=", 1) for r in sys.argv[2].split(";")]
 print("| recipe | seed 42 | seed 7 | seed 13 | mean | mean KL |")
 print("|---|---|---|---|---|---|")
-for name, label in [("no-norm", "CE, linear 40 %, no extra norm"),
-                    ("immediate", "CE, λ = 1 from the start, no extra norm"),
-                    ("kd", "KD, linear 40 %, no extra norm"),
-                    ("immediate-kd", "KD, λ = 1 from the start, no extra norm")]:
+for name, label in rows:
     runs = [json.load(open(f"{out}/{n}.json"))["ternary"] for n in (name, f"{name}-s7", f"{name}-s13")]
     accs = [r["tasks"]["accuracy"] * 100 for r in runs]
     kl = sum(r["held_out"]["kl_to_reference"] for r in runs) / 3
     print(f"| {label} | " + " | ".join(f"{a:.0f} %" for a in accs)
           + f" | {sum(accs) / 3:.1f} % | {kl:.4f} |")
 EOF
+}
+
+if [ "${2:-}" = seeds ]; then
+  train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
+  train kd-top32 --rmsnorm-post-attn 0 --loss kd --kd-topk 32
+  for s in 7 13; do
+    train "no-norm-s$s" --rmsnorm-post-attn 0 --loss ce --seed "$s"
+    train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce --seed "$s"
+    train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --seed "$s"
+    train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
+    train "kd-top32-s$s" --rmsnorm-post-attn 0 --loss kd --kd-topk 32 --seed "$s"
+  done
+  per_seed "$OUT" "no-norm=CE, linear 40 %, no extra norm;immediate=CE, λ = 1 from the start, no extra norm;kd=KD, linear 40 %, no extra norm;immediate-kd=KD, λ = 1 from the start, no extra norm;kd-top32=KD, teacher's top 32, linear 40 %, no extra norm"
+  exit 0
+fi
+
+if [ "${2:-}" = long ]; then
+  for s in 42 7 13; do
+    suffix=$([ "$s" = 42 ] && echo "" || echo "-s$s")
+    STEPS=1000 train "long-kd$suffix" --rmsnorm-post-attn 0 --loss kd --seed "$s"
+    STEPS=1000 train "long-immediate-kd$suffix" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
+  done
+  per_seed "$OUT" "long-kd=KD, linear 40 %, 1000 steps;long-immediate-kd=KD, λ = 1 from the start, 1000 steps"
   exit 0
 fi
 
@@ -85,6 +102,8 @@ train subln-immediate --rmsnorm-post-attn 0 --subln --lambda-schedule const:1 --
 train kd --rmsnorm-post-attn 0 --loss kd
 train ce-kd --rmsnorm-post-attn 0 --loss ce+kd
 train kd-subln --rmsnorm-post-attn 0 --subln --loss kd
+train kd-top32 --rmsnorm-post-attn 0 --loss kd --kd-topk 32
+train kd-top8 --rmsnorm-post-attn 0 --loss kd --kd-topk 8
 
 python3 - "$OUT" "$STEPS" <<'EOF'
 import json, sys
@@ -103,6 +122,8 @@ rows = [
     ("KD (full vocabulary, T = 1), linear 40 %, no extra norm", "kd", "--rmsnorm-post-attn 0 --loss kd"),
     ("CE + KD (W = 0.5), linear 40 %, no extra norm", "ce-kd", "--rmsnorm-post-attn 0 --loss ce+kd"),
     ("KD, linear 40 %, SubLN", "kd-subln", "--rmsnorm-post-attn 0 --subln --loss kd"),
+    ("KD, the teacher's top 32 only, linear 40 %, no extra norm", "kd-top32", "--rmsnorm-post-attn 0 --loss kd --kd-topk 32"),
+    ("KD, the teacher's top 8 only, linear 40 %, no extra norm", "kd-top8", "--rmsnorm-post-attn 0 --loss kd --kd-topk 8"),
 ]
 first = json.load(open(f"{out}/ternarized-only.json"))
 print(f"| recipe ({steps} steps) | flags | task accuracy | held-out perplexity | KL to the original |")

@@ -211,6 +211,36 @@ pub const CASES: &[Case] = &[
         args: train!(),
         says: &["holds an earlier run", "--resume", "--overwrite"],
     },
+    // A soft-label sidecar beside the dataset is read with --kd-topk: one that is not a sidecar,
+    // or one written for other samples, is refused by name before training starts.
+    Case {
+        name: "train-with-a-sidecar-that-is-not-one",
+        setup: |d| {
+            model_and_data(d);
+            write(d, "data.soft", "{\"instruction\": \"a\"}\n");
+        },
+        args: train!("--loss", "kd", "--kd-topk", "2"),
+        says: &["data.soft", "BNSOFT01", "--soft-labels"],
+    },
+    Case {
+        name: "train-with-a-sidecar-of-other-samples",
+        setup: |d| {
+            model_and_data(d);
+            let mut b = b"BNSOFT01".to_vec();
+            for v in [2u32, 1] {
+                b.extend(v.to_le_bytes());
+            }
+            b.extend([0u8; 8]); // a key no sample has
+            b.extend(1u32.to_le_bytes());
+            for (id, p) in [(3u32, 0.5f32), (4, 0.25)] {
+                b.extend(id.to_le_bytes());
+                b.extend(p.to_le_bytes());
+            }
+            write(d, "data.soft", b);
+        },
+        args: train!("--loss", "kd", "--kd-topk", "2"),
+        says: &["data.soft", "no labels for example 1", "data.jsonl"],
+    },
     Case {
         name: "pack-over-its-own-input",
         setup: model,

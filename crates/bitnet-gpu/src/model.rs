@@ -301,8 +301,9 @@ impl GpuModel {
     }
 
     /// [`GpuModel::forward_backward`] of `ce_weight` · cross-entropy + the distillation term of
-    /// `teacher` (its logits over the same batch); `batch.loss` then holds the whole objective's
-    /// rows only when `ce_weight` is 0 — else the cross-entropy's, and `batch.kd_loss` the KL's.
+    /// `teacher` (its logits or its top K over the same batch); `batch.loss` then holds the whole
+    /// objective's rows only when `ce_weight` is 0 — else the cross-entropy's, and
+    /// `batch.kd_loss` the KL's.
     pub fn forward_backward_distilled(
         &self,
         gpu: &Gpu,

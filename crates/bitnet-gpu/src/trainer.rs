@@ -530,7 +530,7 @@ impl Trainer {
         out
     }
 
-    /// The teacher of a micro-batch of `examples` padded to `tokens`: the base model's batch (and
+    /// The teacher of the micro-batch of `examples` (`padded`): the base model's batch (and
     /// its forward, then with `--kd-topk` its top K, appended to `ops`), or the soft labels' rows.
     fn teacher_batch(
         &self,
