@@ -67,24 +67,28 @@ EOF
 }
 
 if [ "${2:-}" = seeds ]; then
-  train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd
+  train immediate-kd --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --kd-topk all
   train kd-top32 --rmsnorm-post-attn 0 --loss kd --kd-topk 32
+  train kd-top8 --rmsnorm-post-attn 0 --loss kd --kd-topk 8
+  train immediate-kd-top8 --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --kd-topk 8
   for s in 7 13; do
     train "no-norm-s$s" --rmsnorm-post-attn 0 --loss ce --seed "$s"
     train "immediate-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce --seed "$s"
-    train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --seed "$s"
-    train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
+    train "kd-s$s" --rmsnorm-post-attn 0 --loss kd --kd-topk all --seed "$s"
+    train "immediate-kd-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --kd-topk all --seed "$s"
     train "kd-top32-s$s" --rmsnorm-post-attn 0 --loss kd --kd-topk 32 --seed "$s"
+    train "kd-top8-s$s" --rmsnorm-post-attn 0 --loss kd --kd-topk 8 --seed "$s"
+    train "immediate-kd-top8-s$s" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --kd-topk 8 --seed "$s"
   done
-  per_seed "$OUT" "no-norm=CE, linear 40 %, no extra norm;immediate=CE, λ = 1 from the start, no extra norm;kd=KD, linear 40 %, no extra norm;immediate-kd=KD, λ = 1 from the start, no extra norm;kd-top32=KD, teacher's top 32, linear 40 %, no extra norm"
+  per_seed "$OUT" "no-norm=CE, linear 40 %, no extra norm;immediate=CE, λ = 1 from the start, no extra norm;kd=KD, linear 40 %, no extra norm;immediate-kd=KD, λ = 1 from the start, no extra norm;kd-top32=KD, the teacher's top 32, linear 40 %, no extra norm;kd-top8=KD, the teacher's top 8, linear 40 %, no extra norm;immediate-kd-top8=KD, the teacher's top 8, λ = 1 from the start, no extra norm"
   exit 0
 fi
 
 if [ "${2:-}" = long ]; then
   for s in 42 7 13; do
     suffix=$([ "$s" = 42 ] && echo "" || echo "-s$s")
-    STEPS=1000 train "long-kd$suffix" --rmsnorm-post-attn 0 --loss kd --seed "$s"
-    STEPS=1000 train "long-immediate-kd$suffix" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --seed "$s"
+    STEPS=1000 train "long-kd$suffix" --rmsnorm-post-attn 0 --loss kd --kd-topk all --seed "$s"
+    STEPS=1000 train "long-immediate-kd$suffix" --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss kd --kd-topk all --seed "$s"
   done
   per_seed "$OUT" "long-kd=KD, linear 40 %, 1000 steps;long-immediate-kd=KD, λ = 1 from the start, 1000 steps"
   exit 0
@@ -99,9 +103,9 @@ train subln-and-post-attn --rmsnorm-post-attn 1 --subln --loss ce
 train immediate --rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce
 train sigmoid --rmsnorm-post-attn 0 --lambda-schedule sigmoid:8 --loss ce
 train subln-immediate --rmsnorm-post-attn 0 --subln --lambda-schedule const:1 --loss ce
-train kd --rmsnorm-post-attn 0 --loss kd
-train ce-kd --rmsnorm-post-attn 0 --loss ce+kd
-train kd-subln --rmsnorm-post-attn 0 --subln --loss kd
+train kd --rmsnorm-post-attn 0 --loss kd --kd-topk all
+train ce-kd --rmsnorm-post-attn 0 --loss ce+kd --kd-topk all
+train kd-subln --rmsnorm-post-attn 0 --subln --loss kd --kd-topk all
 train kd-top32 --rmsnorm-post-attn 0 --loss kd --kd-topk 32
 train kd-top8 --rmsnorm-post-attn 0 --loss kd --kd-topk 8
 
@@ -119,9 +123,9 @@ rows = [
     ("CE, λ = 1 from the start, no extra norm", "immediate", "--rmsnorm-post-attn 0 --lambda-schedule const:1 --loss ce"),
     ("CE, λ sigmoid:8 over 40 %, no extra norm", "sigmoid", "--rmsnorm-post-attn 0 --lambda-schedule sigmoid:8 --loss ce"),
     ("CE, λ = 1 from the start, SubLN", "subln-immediate", "--rmsnorm-post-attn 0 --subln --lambda-schedule const:1 --loss ce"),
-    ("KD (full vocabulary, T = 1), linear 40 %, no extra norm", "kd", "--rmsnorm-post-attn 0 --loss kd"),
-    ("CE + KD (W = 0.5), linear 40 %, no extra norm", "ce-kd", "--rmsnorm-post-attn 0 --loss ce+kd"),
-    ("KD, linear 40 %, SubLN", "kd-subln", "--rmsnorm-post-attn 0 --subln --loss kd"),
+    ("KD (full vocabulary, T = 1), linear 40 %, no extra norm", "kd", "--rmsnorm-post-attn 0 --loss kd --kd-topk all"),
+    ("CE + KD (W = 0.5), linear 40 %, no extra norm", "ce-kd", "--rmsnorm-post-attn 0 --loss ce+kd --kd-topk all"),
+    ("KD, linear 40 %, SubLN", "kd-subln", "--rmsnorm-post-attn 0 --subln --loss kd --kd-topk all"),
     ("KD, the teacher's top 32 only, linear 40 %, no extra norm", "kd-top32", "--rmsnorm-post-attn 0 --loss kd --kd-topk 32"),
     ("KD, the teacher's top 8 only, linear 40 %, no extra norm", "kd-top8", "--rmsnorm-post-attn 0 --loss kd --kd-topk 8"),
 ]

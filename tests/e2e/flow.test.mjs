@@ -98,6 +98,7 @@ function nativeTrain(modelDir, dataset, manifest, tag) {
     '--lambda-warmup-frac', String(s.lambda_warmup_frac), '--lambda-schedule', s.schedule,
     '--rmsnorm-post-attn', s.setup.post_attn_norm ? '1' : '0', '--norm-init', s.norm_init,
     '--loss', s.loss, '--kd-temperature', String(s.kd_temperature), '--kd-weight', String(s.kd_weight),
+    '--kd-topk', s.kd_topk == null ? 'all' : String(s.kd_topk),
     '--seq-len', String(s.seq_len),
     '--seed', String(s.seed), '--log-every', '1', ...(s.setup.subln ? ['--subln'] : [])]);
   return ternaryOf(path.join(out, 'model.bitnet.safetensors'), `native-${tag}`);

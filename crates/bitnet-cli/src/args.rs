@@ -189,8 +189,8 @@ pub struct TrainFlags {
     /// vocabulary; `train` reads them from the dataset's soft-label sidecar (`selfgen
     /// --soft-labels K` writes DATA.soft beside DATA.jsonl) when there is one, else the base model
     /// computes them as it trains.
-    #[arg(long = "kd-topk", alias = "kd_topk")]
-    kd_topk: Option<usize>,
+    #[arg(long = "kd-topk", alias = "kd_topk", default_value_t = KdTopK(defaults::KD_TOPK))]
+    kd_topk: KdTopK,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
@@ -215,6 +215,32 @@ pub struct TrainFlags {
     log_every: u64,
     #[arg(long = "freeze-embeddings", alias = "freeze_embeddings")]
     freeze_embeddings: bool,
+}
+
+/// `--kd-topk`: K, or `all` (the whole vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KdTopK(pub Option<usize>);
+
+impl std::str::FromStr for KdTopK {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(KdTopK(None)),
+            k => k
+                .parse()
+                .map(|k| KdTopK(Some(k)))
+                .map_err(|_| format!("`{k}` is not a whole number or `all`")),
+        }
+    }
+}
+
+impl std::fmt::Display for KdTopK {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => write!(f, "all"),
+            Some(k) => write!(f, "{k}"),
+        }
+    }
 }
 
 impl TrainFlags {
@@ -254,7 +280,8 @@ impl TrainFlags {
                 loss: self.loss,
                 kd_temperature: self.kd_temperature,
                 kd_weight: self.kd_weight,
-                kd_topk: self.kd_topk,
+                // (Cross-entropy alone has no teacher to restrict.)
+                kd_topk: self.kd_topk.0.filter(|_| self.loss != LossKind::Ce),
             },
             save_steps: self
                 .save_steps

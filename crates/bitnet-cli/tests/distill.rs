@@ -118,7 +118,7 @@ fn soft_labels_cost_8k_bytes_a_position_and_train_like_the_live_teacher() {
         "{err}"
     );
     assert!(!out.join("metrics.jsonl").exists() || losses(&out).is_empty());
-    // --soft-labels 0 and --kd-topk without distillation are refused.
+    // --soft-labels 0 and a --kd-topk that is not a number or `all` are refused.
     let (ok, _, err) = bitnet(&[
         "selfgen",
         "--model",
@@ -131,6 +131,9 @@ fn soft_labels_cost_8k_bytes_a_position_and_train_like_the_live_teacher() {
         "0",
     ]);
     assert!(!ok && err.contains("--soft-labels 0"), "{err}");
-    let (ok, err, _) = train("ce", &["--kd-topk", "8", "--loss", "ce"]);
-    assert!(!ok && err.contains("--kd-topk"), "{err}");
+    let (ok, err, _) = train("bad-k", &["--loss", "kd", "--kd-topk", "most"]);
+    assert!(
+        !ok && err.contains("--kd-topk") && err.contains("`all`"),
+        "{err}"
+    );
 }

@@ -76,7 +76,7 @@ pub struct TrainSettings {
     #[serde(default = "half")]
     pub kd_weight: f32,
     /// Distill from the teacher's K most likely tokens only (renormalized), live or from a
-    /// soft-label sidecar; None: the whole vocabulary.
+    /// soft-label sidecar; None: the whole vocabulary. (No teacher with `--loss ce`: unused.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kd_topk: Option<usize>,
 }
@@ -196,13 +196,10 @@ impl TrainSettings {
                 self.kd_temperature
             ));
         }
-        if let Some(k) = self.kd_topk {
-            if !(1..=MAX_K).contains(&k) {
-                return bad(format!("--kd-topk must be 1 to {MAX_K}, got {k}"));
-            }
-            if self.loss == LossKind::Ce {
-                return bad("--kd-topk restricts distillation: it needs --loss kd or ce+kd".into());
-            }
+        if let Some(k) = self.kd_topk
+            && !(1..=MAX_K).contains(&k)
+        {
+            return bad(format!("--kd-topk must be 1 to {MAX_K} or all, got {k}"));
         }
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return bad(format!(
@@ -435,14 +432,6 @@ impl Trainer {
         if data.is_empty() {
             return bad("training needs at least one example".into());
         }
-        if let Some(k) = settings.kd_topk
-            && k > cfg.vocab_size
-        {
-            return bad(format!(
-                "--kd-topk {k} is more than the model's vocabulary of {}",
-                cfg.vocab_size
-            ));
-        }
         if let Some(labels) = &soft {
             let Some(k) = settings.kd_topk.filter(|_| settings.loss != LossKind::Ce) else {
                 return bad(
@@ -546,7 +535,9 @@ impl Trainer {
             Some(TeacherSource::Model(teacher)) => {
                 let batch = teacher.batch(gpu, &padded.tokens, &padded.targets)?;
                 ops.extend(teacher.forward_loss(gpu, &batch, None)?);
-                let top = match self.settings.kd_topk {
+                // A K of the whole vocabulary or more is the whole distribution.
+                let vocab = self.model.cfg.vocab_size;
+                let top = match self.settings.kd_topk.filter(|&k| k < vocab) {
                     None => None,
                     Some(k) => {
                         let ids = gpu.storage("top-k ids", 4 * (rows * k) as u64)?;
@@ -556,8 +547,7 @@ impl Trainer {
                             ids: &ids,
                             probs: &probs,
                         };
-                        let v = self.model.cfg.vocab_size as u32;
-                        ops.push(gpu.topk(rows as u32, v, batch.logits(), out));
+                        ops.push(gpu.topk(rows as u32, vocab as u32, batch.logits(), out));
                         Some((k as u32, ids, probs))
                     }
                 };

@@ -179,7 +179,7 @@ pub fn TrainPage() -> impl IntoView {
         })}
         <section>
             <h2>"Training settings"</h2>
-            <p class="muted">"The defaults are bitnet train's (the seed's). λ blends every linear weight: W = (1 − λ)·W + λ·γ·ternary(W)."</p>
+            <p class="muted">"The defaults are bitnet train's: the seed's linear λ warmup, no extra norm, distillation from the base model's 8 most likely tokens — the recipe docs/QUALITY.md measured best on task accuracy. λ blends every linear weight: W = (1 − λ)·W + λ·γ·ternary(W)."</p>
             <div class="form">
                 {field("tr-steps", "steps", f.steps)}
                 {field("tr-bsz", "batch (sequences)", f.bsz)}
