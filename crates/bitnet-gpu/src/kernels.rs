@@ -179,6 +179,33 @@ pub struct TopKBuffers<'a> {
     pub probs: &'a wgpu::Buffer,
 }
 
+/// Buffers for the top K of `rows` rows (what shaders/topk.wgsl writes, or soft labels uploaded).
+pub struct TopKRows {
+    pub k: u32,
+    pub ids: wgpu::Buffer,
+    pub probs: wgpu::Buffer,
+}
+
+impl TopKRows {
+    /// Zeroed buffers for `rows` rows of `k`.
+    pub fn alloc(gpu: &Gpu, rows: usize, k: usize) -> Result<TopKRows, GpuError> {
+        let bytes = 4 * (rows * k) as u64;
+        Ok(TopKRows {
+            k: k as u32,
+            ids: gpu.storage("top-k ids", bytes)?,
+            probs: gpu.storage("top-k probabilities", bytes)?,
+        })
+    }
+
+    pub fn buffers(&self) -> TopKBuffers<'_> {
+        TopKBuffers {
+            k: self.k,
+            ids: &self.ids,
+            probs: &self.probs,
+        }
+    }
+}
+
 fn u4(a: u32, b: u32, c: u32, d: u32) -> [u32; 4] {
     [a, b, c, d]
 }

@@ -7,7 +7,7 @@ use bitnet_core::soft::SoftLabels;
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::kernels::TopKBuffers;
+use crate::kernels::TopKRows;
 use crate::model::GpuModel;
 
 /// The top `k` of `model` (forward only, as it is: no blend) at the first len − 1 positions of
@@ -27,20 +27,13 @@ pub async fn soft_labels(
         let batch = model.batch(gpu, &padded.tokens, &padded.targets)?;
         let t = padded.tokens[0].len();
         let rows = chunk.len() * t;
-        let ids = gpu.storage("top-k ids", 4 * (rows * k) as u64)?;
-        let probs = gpu.storage("top-k probabilities", 4 * (rows * k) as u64)?;
-        let top = TopKBuffers {
-            k: k as u32,
-            ids: &ids,
-            probs: &probs,
-        };
+        let top = TopKRows::alloc(gpu, rows, k)?;
         let mut ops = model.forward_loss(gpu, &batch, None)?;
-        ops.push(gpu.topk(rows as u32, vocab as u32, batch.logits(), top));
+        ops.push(gpu.topk(rows as u32, vocab as u32, batch.logits(), top.buffers()));
         gpu.submit(&ops);
-        let ids = gpu.read_u32("top-k ids", &ids, rows * k).await?;
-        let probs = gpu
-            .read_f32("top-k probabilities", &probs, rows * k)
-            .await?;
+        let ids = gpu.read_u32("top-k ids", &top.ids, rows * k).await?;
+        let probs = gpu.read_f32("top-k probabilities", &top.probs, rows * k);
+        let probs = probs.await?;
         for (j, s) in chunk.iter().enumerate() {
             let (at, n) = (j * t * k, s.ids.len().saturating_sub(1) * k);
             out.push(SoftLabels {

@@ -30,7 +30,7 @@ use bitnet_core::summary::MemoryPlan;
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::kernels::{Distill, TopKBuffers};
+use crate::kernels::{Distill, TopKRows};
 use crate::model::{Batch, GpuModel, ModelSetup, Teacher, TeacherProbs, is_extra_norm};
 use crate::ops::Op;
 use crate::optimizer::{AdamConfig, Optimizer};
@@ -384,13 +384,13 @@ enum TeacherSource {
 /// top-K rows (from the model's logits, or uploaded from soft labels).
 struct TeacherBatch {
     model: Option<Batch>,
-    top: Option<(u32, wgpu::Buffer, wgpu::Buffer)>,
+    top: Option<TopKRows>,
 }
 
 impl TeacherBatch {
     fn probs(&self) -> TeacherProbs<'_> {
         match (&self.top, &self.model) {
-            (Some((k, ids, probs)), _) => TeacherProbs::TopK(TopKBuffers { k: *k, ids, probs }),
+            (Some(top), _) => TeacherProbs::TopK(top.buffers()),
             (None, Some(b)) => TeacherProbs::Logits(b.logits()),
             (None, None) => unreachable!("a teacher batch has logits or top-K rows"),
         }
@@ -540,15 +540,10 @@ impl Trainer {
                 let top = match self.settings.kd_topk.filter(|&k| k < vocab) {
                     None => None,
                     Some(k) => {
-                        let ids = gpu.storage("top-k ids", 4 * (rows * k) as u64)?;
-                        let probs = gpu.storage("top-k probabilities", 4 * (rows * k) as u64)?;
-                        let out = TopKBuffers {
-                            k: k as u32,
-                            ids: &ids,
-                            probs: &probs,
-                        };
-                        ops.push(gpu.topk(rows as u32, vocab as u32, batch.logits(), out));
-                        Some((k as u32, ids, probs))
+                        let top = TopKRows::alloc(gpu, rows, k)?;
+                        let v = vocab as u32;
+                        ops.push(gpu.topk(rows as u32, v, batch.logits(), top.buffers()));
+                        Some(top)
                     }
                 };
                 Some(TeacherBatch {
@@ -567,11 +562,14 @@ impl Trainer {
                     ids[at..at + n].copy_from_slice(&l.ids[..n]);
                     probs[at..at + n].copy_from_slice(&l.probs[..n]);
                 }
-                let ids = gpu.upload("top-k ids", bytemuck::cast_slice(&ids))?;
-                let probs = gpu.upload_f32("top-k probabilities", &probs)?;
+                let top = TopKRows {
+                    k: k as u32,
+                    ids: gpu.upload("top-k ids", bytemuck::cast_slice(&ids))?,
+                    probs: gpu.upload_f32("top-k probabilities", &probs)?,
+                };
                 Some(TeacherBatch {
                     model: None,
-                    top: Some((k as u32, ids, probs)),
+                    top: Some(top),
                 })
             }
         })

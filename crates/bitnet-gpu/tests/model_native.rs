@@ -10,7 +10,7 @@ mod oracle;
 use bitnet_core::cpu::model::next_token_targets;
 use bitnet_core::quant::Quantizer;
 use bitnet_gpu::Gpu;
-use bitnet_gpu::kernels::{Distill, TopKBuffers};
+use bitnet_gpu::kernels::{Distill, TopKRows};
 use bitnet_gpu::model::{Batch, GpuModel, ModelSetup, Teacher, TeacherProbs};
 
 #[test]
@@ -51,13 +51,8 @@ fn gpu_model_matches_pytorch_float64() {
                     // The teacher's top K on the GPU (shaders/topk.wgsl), or all its logits.
                     let rows = tokens.len() * tokens[0].len();
                     let k = kd.top_k.unwrap_or(1);
-                    let ids = gpu.storage("top ids", 4 * (rows * k) as u64).unwrap();
-                    let top_probs = gpu.storage("top probs", 4 * (rows * k) as u64).unwrap();
-                    let top = TopKBuffers {
-                        k: k as u32,
-                        ids: &ids,
-                        probs: &top_probs,
-                    };
+                    let rows_k = TopKRows::alloc(&gpu, rows, k).unwrap();
+                    let top = rows_k.buffers();
                     let v = cfg.vocab_size as u32;
                     gpu.submit(&[gpu.topk(rows as u32, v, teacher_batch.logits(), top)]);
                     let t = Teacher {

@@ -10,22 +10,11 @@ fn rows<'a>(
     v: usize,
     inv: f64,
 ) -> impl Iterator<Item = (usize, &'a [f32], &'a [f32], f64, f64)> + 'a {
-    let lse = move |x: &[f32]| {
-        let m = x
-            .iter()
-            .map(|&v| v as f64 * inv)
-            .fold(f64::NEG_INFINITY, f64::max);
-        m + x
-            .iter()
-            .map(|&v| (v as f64 * inv - m).exp())
-            .sum::<f64>()
-            .ln()
-    };
     (0..targets.len())
         .filter(|&r| targets[r] >= 0)
         .map(move |r| {
             let (s, t) = (&student[r * v..(r + 1) * v], &teacher[r * v..(r + 1) * v]);
-            (r, s, t, lse(s), lse(t))
+            (r, s, t, lse_of(s, inv), lse_of(t, inv))
         })
 }
 
@@ -116,7 +105,7 @@ fn log_q(probs: &[f32], inv: f64) -> Vec<f64> {
     lt.iter().map(|&x| x - lse).collect()
 }
 
-/// ln softmax(s/T) of a row's student logits.
+/// logsumexp(x/T) of a row of logits, in f64.
 fn lse_of(s: &[f32], inv: f64) -> f64 {
     let m = s
         .iter()

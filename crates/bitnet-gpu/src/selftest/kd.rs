@@ -6,7 +6,7 @@ use bitnet_core::cpu::kl::{self as ck, TopK};
 use super::{Check, Rng, zeros};
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::kernels::{Distill, TopKBuffers};
+use crate::kernels::{Distill, TopKRows};
 
 pub(super) async fn topk_checks(
     gpu: &Gpu,
@@ -39,15 +39,8 @@ pub(super) async fn topk_checks(
             gpu.upload_f32("teacher", &teacher)?,
             gpu.upload("targets", bytemuck::cast_slice(&targets))?,
         );
-        let (ids, probs) = (
-            zeros(gpu, "top ids", rows * k)?,
-            zeros(gpu, "top probs", rows * k)?,
-        );
-        let top = TopKBuffers {
-            k: k as u32,
-            ids: &ids,
-            probs: &probs,
-        };
+        let rows_k = TopKRows::alloc(gpu, rows, k)?;
+        let top = rows_k.buffers();
         let (statsb, lossb, db) = (
             zeros(gpu, "kl stats", 2 * rows)?,
             zeros(gpu, "kl loss", rows)?,
@@ -65,8 +58,8 @@ pub(super) async fn topk_checks(
         let want = ck::top_k(&teacher, vocab, k);
         let got = TopK {
             k,
-            ids: gpu.read_u32("top ids", &ids, rows * k).await?,
-            probs: gpu.read_f32("top probs", &probs, rows * k).await?,
+            ids: gpu.read_u32("top ids", &rows_k.ids, rows * k).await?,
+            probs: gpu.read_f32("top probs", &rows_k.probs, rows * k).await?,
         };
         let as_f32 = |ids: &[u32]| ids.iter().map(|&i| i as f32).collect::<Vec<_>>();
         out.push(Check::compare(
