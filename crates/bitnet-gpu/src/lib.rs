@@ -8,6 +8,7 @@ pub mod bench;
 pub mod buffer;
 pub mod decode;
 pub mod device;
+pub mod distill;
 pub mod error;
 pub mod generate;
 pub mod kernels;
