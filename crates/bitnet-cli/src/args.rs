@@ -191,6 +191,10 @@ pub struct TrainFlags {
     /// computes them as it trains.
     #[arg(long = "kd-topk", alias = "kd_topk", default_value_t = KdTopK(defaults::KD_TOPK))]
     kd_topk: KdTopK,
+    /// Store embeddings, norms and lm_head of the exported packed file as f32, f16 or bf16
+    /// (default: as the base model stores them).
+    #[arg(long = "fp-dtype", value_parser = bitnet_core::safetensors::Dtype::float_named)]
+    fp_dtype: Option<bitnet_core::safetensors::Dtype>,
     #[command(flatten)]
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
@@ -282,6 +286,7 @@ impl TrainFlags {
                 kd_weight: self.kd_weight,
                 // (Cross-entropy alone has no teacher to restrict.)
                 kd_topk: self.kd_topk.0.filter(|_| self.loss != LossKind::Ce),
+                fp_dtype: self.fp_dtype,
             },
             save_steps: self
                 .save_steps

@@ -116,6 +116,37 @@ pub fn unpack(packing: Packing, bytes: &[u8], n: usize) -> Result<Vec<i8>, Strin
     Ok(out)
 }
 
+/// Codes per row group of the GPU layout: every row of a ternary weight starts a new group.
+pub const GPU_ROW_CODES: usize = 64;
+
+/// The u32 words of one row of `inp` codes in the GPU layout.
+pub fn gpu_row_words(inp: usize) -> usize {
+    inp.div_ceil(GPU_ROW_CODES) * GPU_ROW_CODES / 16
+}
+
+/// A ternary weight W (out, inp) in the layout the GPU kernels read (shaders/matvec.wgsl): 16
+/// codes c = q + 1 per u32, least significant bits first, each row padded with c = 1 (a zero
+/// weight) to a multiple of [`GPU_ROW_CODES`] codes, so that every row starts on a vec4 of words.
+pub fn gpu_words(codes: &[i8], out: usize, inp: usize) -> Vec<u32> {
+    debug_assert_eq!(codes.len(), out * inp);
+    let row_words = gpu_row_words(inp);
+    let mut words = vec![0x5555_5555u32; out * row_words];
+    for (r, row) in codes.chunks(inp.max(1)).enumerate().take(out) {
+        for (k, &q) in row.iter().enumerate() {
+            let w = &mut words[r * row_words + k / 16];
+            let shift = 2 * (k % 16);
+            *w = (*w & !(3 << shift)) | (to_code(q) as u32) << shift;
+        }
+    }
+    words
+}
+
+/// The code q of weight (j, k) of `words` in the GPU layout with rows of `inp` codes.
+pub fn gpu_code(words: &[u32], inp: usize, j: usize, k: usize) -> i8 {
+    let w = words[j * gpu_row_words(inp) + k / 16];
+    ((w >> (2 * (k % 16))) & 3) as i8 - 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +181,31 @@ mod tests {
         assert_eq!(pack(Packing::Trit5, &[1, -1, 0, 0, 1]), vec![176]);
         // Code 2 then four padding codes 1: 162 + 27 + 9 + 3 + 1 = 202.
         assert_eq!(pack(Packing::Trit5, &[1]), vec![202]);
+    }
+
+    #[test]
+    fn gpu_layout_pads_rows_and_reads_back() {
+        // Rows of 70 codes take 128 codes (8 words); the padding is code 1 (bits 01).
+        let (out, inp) = (3, 70);
+        let codes: Vec<i8> = (0..out * inp)
+            .map(|i| ((i * 5 + 1) % 3) as i8 - 1)
+            .collect();
+        let words = gpu_words(&codes, out, inp);
+        assert_eq!(gpu_row_words(inp), 8);
+        assert_eq!(words.len(), out * 8);
+        for j in 0..out {
+            for k in 0..inp {
+                assert_eq!(gpu_code(&words, inp, j, k), codes[j * inp + k]);
+            }
+            for k in inp..128 {
+                assert_eq!(gpu_code(&words, inp, j, k), 0);
+            }
+        }
+        // First code in the least significant bits: q = (+1, −1, 0, …) → 0b..01_00_10.
+        assert_eq!(
+            gpu_words(&[1, -1], 1, 2),
+            vec![0x5555_5552, 0x5555_5555, 0x5555_5555, 0x5555_5555]
+        );
     }
 
     #[test]

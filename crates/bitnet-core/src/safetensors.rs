@@ -14,7 +14,7 @@ use crate::error::{CoreError, Result};
 /// Largest header we accept (the reference implementation's limit).
 pub const MAX_HEADER_BYTES: usize = 100 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Dtype {
     F32,
     F16,
@@ -37,6 +37,15 @@ impl Dtype {
             "I64" => Dtype::I64,
             _ => return None,
         })
+    }
+    /// A floating-point dtype by its command-line name: f32, f16 or bf16.
+    pub fn float_named(s: &str) -> std::result::Result<Dtype, String> {
+        match s {
+            "f32" => Ok(Dtype::F32),
+            "f16" => Ok(Dtype::F16),
+            "bf16" => Ok(Dtype::BF16),
+            _ => Err(format!("unknown dtype `{s}`; expected f32, f16 or bf16")),
+        }
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -366,6 +375,54 @@ impl OwnedTensor {
     }
 }
 
+impl OwnedTensor {
+    /// `values` stored as the floating-point `dtype` (F32, F16 or BF16; 16-bit values rounded to
+    /// nearest even). A finite value that the dtype cannot hold (above F16's 65504) is refused,
+    /// naming the tensor and the element.
+    pub fn float(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        values: &[f32],
+        dtype: Dtype,
+    ) -> Result<Self> {
+        let name = name.into();
+        let bytes: Vec<u8> = match dtype {
+            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Dtype::F16 => {
+                if let Some(i) = values
+                    .iter()
+                    .position(|&v| v.is_finite() && !half::f16::from_f32(v).is_finite())
+                {
+                    return Err(CoreError::Invalid(format!(
+                        "tensor `{name}`: element {i} is {}, outside F16's range (±65504); store it as bf16 or f32",
+                        values[i]
+                    )));
+                }
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect()
+            }
+            Dtype::BF16 => values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            other => {
+                return Err(CoreError::Invalid(format!(
+                    "tensor `{name}`: {} is not a floating-point dtype",
+                    other.name()
+                )));
+            }
+        };
+        Ok(OwnedTensor {
+            name,
+            dtype,
+            shape,
+            bytes,
+        })
+    }
+}
+
 /// Orders tensors as the data section will hold them: widest dtype first (so every multi-byte tensor
 /// stays aligned to its element size), then by name.
 pub fn data_order(tensors: &mut [OwnedTensor]) {
@@ -422,6 +479,33 @@ pub fn serialize(mut tensors: Vec<OwnedTensor>, metadata: &BTreeMap<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_tensors_round_to_their_dtype_and_refuse_f16_overflow() {
+        let v = [1.0f32, -0.1, 3.0e4, 1.0e-3];
+        for d in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+            let t = OwnedTensor::float("t", vec![4], &v, d).unwrap();
+            assert_eq!(t.bytes.len(), 4 * d.size());
+            let info = TensorInfo {
+                name: "t".into(),
+                dtype: d,
+                shape: vec![4],
+                begin: 0,
+                end: t.bytes.len() as u64,
+            };
+            let back = decode_f32("f", &info, &t.bytes).unwrap();
+            for (a, b) in back.iter().zip(&v) {
+                let tol = if d == Dtype::F32 { 0.0 } else { 4e-3 * b.abs() };
+                assert!((a - b).abs() <= tol, "{d:?}: {a} vs {b}");
+            }
+        }
+        let e = OwnedTensor::float("emb", vec![1], &[7.0e4], Dtype::F16).unwrap_err();
+        assert!(
+            e.to_string().contains("emb") && e.to_string().contains("65504"),
+            "{e}"
+        );
+        assert!(OwnedTensor::float("x", vec![1], &[1.0], Dtype::U8).is_err());
+    }
 
     fn sample() -> Vec<u8> {
         serialize(

@@ -18,6 +18,9 @@ use crate::matmul::{BlendPath, GemmPlan, GemmSpec, GemmVariant};
 use crate::ops::Op;
 use crate::selftest::{Check, Rng};
 
+mod decode;
+pub use decode::{DecodeBench, DecodeRun, DecodeWork, bench_decode};
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
     pub kernel: String,
@@ -559,6 +562,25 @@ async fn layer_benches(
     Ok(())
 }
 
+/// Weights for a benchmark of `cfg`: norm gains 1, everything else normal with σ = 0.02.
+pub fn random_weights(
+    cfg: &bitnet_core::config::ModelConfig,
+    rng: &mut Rng,
+) -> std::collections::BTreeMap<String, Vec<f32>> {
+    use bitnet_core::params::{Role, param_table};
+    param_table(cfg)
+        .into_iter()
+        .map(|p| {
+            let v = if p.role == Role::Norm {
+                vec![1.0; p.numel()]
+            } else {
+                rng.vec(p.numel(), 0.02)
+            };
+            (p.name, v)
+        })
+        .collect()
+}
+
 /// `bitnet bench train`: full training steps (forward, backward, clipping, AdamW) of one config.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainBench {
@@ -592,21 +614,12 @@ pub async fn bench_train(
 ) -> Result<TrainBench, GpuError> {
     use crate::model::{Batch, GpuModel, ModelSetup};
     use crate::optimizer::{AdamConfig, Optimizer};
-    use bitnet_core::params::{Role, param_table};
 
     let clock = Instant::now();
     gpu.tune_gemm(&|| clock.elapsed().as_secs_f64() * 1e3)
         .await?;
     let mut rng = Rng::new(11);
-    let mut weights = std::collections::BTreeMap::new();
-    for p in param_table(cfg) {
-        let v = if p.role == Role::Norm {
-            vec![1.0; p.numel()]
-        } else {
-            rng.vec(p.numel(), 0.02)
-        };
-        weights.insert(p.name, v);
-    }
+    let weights = random_weights(cfg, &mut rng);
     let tokens: Vec<Vec<u32>> = (0..batch)
         .map(|_| {
             (0..seq_len)

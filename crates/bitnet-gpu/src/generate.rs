@@ -1,7 +1,9 @@
 //! Text generation on the GPU: a prefill over a batch of prompts of different lengths, then one
 //! decode step per new token with a KV cache, sampling on the CPU from the logits of each sequence's
-//! last position (`bitnet_core::sample`). The weights are used as given: full precision, or the
-//! ternary γ·q of a packed file (the λ = 1 model).
+//! last position (`bitnet_core::sample`). Full-precision projections run through the GEMM, or the
+//! matrix–vector kernel when a pass has at most [`MATVEC_ROWS`] rows (a decode step of a small
+//! batch); ternary projections (a packed file, or a folder ternarized on load) stay packed on the
+//! GPU at 2 bits per weight and run through the packed-weight kernel (shaders/matvec.wgsl).
 //!
 //! Prompts are right-padded to the longest: causal attention keeps every real position blind to
 //! the padding after it, the logits come from each prompt's own last position, and each sequence's
@@ -16,12 +18,14 @@ use bitnet_core::config::ModelConfig;
 use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, extra_norms, post_attn_norm_name, subln_names};
 use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::param_table;
+use bitnet_core::quant::Ternary;
 use bitnet_core::sample::{SampleRng, Sampling, sample};
 
 use crate::decode::{DecodeShape, MAX_CACHE};
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::matmul::{GemmPlan, LinearShape};
+use crate::matvec::{MATVEC_ROWS, TernaryWeight};
 use crate::ops::Op;
 
 /// What to generate.
@@ -58,8 +62,13 @@ pub struct Generation {
 /// The weights of a model on the GPU, ready to generate.
 pub struct Generator {
     pub cfg: ModelConfig,
-    /// Every parameter's buffer and PyTorch shape.
+    /// Every full-precision parameter's buffer and PyTorch shape.
     weights: BTreeMap<String, (wgpu::Buffer, Vec<usize>)>,
+    /// The ternary projections, packed.
+    ternary: BTreeMap<String, TernaryWeight>,
+    /// Whether passes of at most [`MATVEC_ROWS`] rows use the matrix–vector kernel for
+    /// full-precision weights (else the GEMM; benchmarks compare the two).
+    pub matvec: bool,
     post_attn_norm: bool,
     /// SubLN gains on o_proj's and down_proj's inputs.
     subln: bool,
@@ -107,14 +116,18 @@ enum Pass {
 }
 
 impl Generator {
-    /// Uploads `weights` (every tensor of the parameter table, f32, by name; the post-attention
-    /// norm gains of a model trained with them are used when present).
+    /// Uploads the model: the tensors of `ternary` (codes and scale, by name) packed, every other
+    /// tensor of the parameter table from `weights` (f32, by name; a ternary tensor's f32 values
+    /// there are not uploaded). The post-attention norm and SubLN gains of a model trained with
+    /// them are used when present.
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         weights: &BTreeMap<String, Vec<f32>>,
+        ternary: &BTreeMap<String, Ternary>,
     ) -> Result<Generator, GpuError> {
         let mut bufs = BTreeMap::new();
+        let mut packed = BTreeMap::new();
         let post_attn_norm = weights.contains_key(&post_attn_norm_name(0));
         let subln = weights.contains_key(&subln_names(0)[0]);
         let mut names: Vec<(String, Vec<usize>)> = param_table(cfg)
@@ -126,20 +139,29 @@ impl Generator {
                 .into_iter()
                 .map(|(n, width)| (n, vec![width])),
         );
+        let bad = |message: String| GpuError::Device {
+            what: "generator".into(),
+            message,
+        };
         for (name, shape) in names {
             let numel: usize = shape.iter().product();
-            let values = weights.get(&name).ok_or_else(|| GpuError::Device {
-                what: "generator".into(),
-                message: format!("tensor {name} is missing"),
-            })?;
+            if let Some(t) = ternary.get(&name) {
+                let [out, inp] = shape[..] else {
+                    return Err(bad(format!(
+                        "tensor {name} of shape {shape:?} is not a matrix"
+                    )));
+                };
+                packed.insert(name.clone(), gpu.upload_ternary(&name, t, out, inp)?);
+                continue;
+            }
+            let values = weights
+                .get(&name)
+                .ok_or_else(|| bad(format!("tensor {name} is missing")))?;
             if values.len() != numel {
-                return Err(GpuError::Device {
-                    what: "generator".into(),
-                    message: format!(
-                        "tensor {name} has {} values, expected {numel}",
-                        values.len()
-                    ),
-                });
+                return Err(bad(format!(
+                    "tensor {name} has {} values, expected {numel}",
+                    values.len()
+                )));
             }
             let buf = gpu.upload_f32(&name, values)?;
             bufs.insert(name, (buf, shape));
@@ -147,10 +169,24 @@ impl Generator {
         Ok(Generator {
             cfg: cfg.clone(),
             weights: bufs,
+            ternary: packed,
+            matvec: true,
             post_attn_norm,
             subln,
             plan: gpu.gemm_plan(),
         })
+    }
+
+    /// Bytes of the model's weights on the GPU (packed ternary projections at 2 bits per weight
+    /// plus row padding to 64 weights; everything else f32).
+    pub fn weight_bytes(&self) -> u64 {
+        let f32s: u64 = self.weights.values().map(|(b, _)| b.size()).sum();
+        f32s + self.packed_bytes()
+    }
+
+    /// Bytes of the packed ternary projections on the GPU.
+    pub fn packed_bytes(&self) -> u64 {
+        self.ternary.values().map(|t| t.words.size()).sum()
     }
 
     fn w(&self, name: &str) -> &wgpu::Buffer {
@@ -205,7 +241,7 @@ impl Generator {
         })
     }
 
-    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`.
+    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`: packed, matrix–vector or GEMM.
     fn linear(
         &self,
         gpu: &Gpu,
@@ -216,20 +252,20 @@ impl Generator {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) {
-        let (wt, shape) = &self.weights[&format!("{name}.weight")];
-        let (out, inp) = (shape[0] as u32, shape[1] as u32);
+        let wname = format!("{name}.weight");
         let bias = has_bias.then(|| self.w(&format!("{name}.bias")));
-        ops.extend(gpu.linear_forward(
-            self.plan,
-            LinearShape { rows, inp, out },
-            None,
-            x,
-            wt,
-            bias,
-            None,
-            None,
-            y,
-        ));
+        if let Some(t) = self.ternary.get(&wname) {
+            ops.push(gpu.ternary_linear_op(rows, x, t, bias, y));
+            return;
+        }
+        let (wt, shape) = &self.weights[&wname];
+        let (out, inp) = (shape[0] as u32, shape[1] as u32);
+        let shape = LinearShape { rows, inp, out };
+        if self.matvec && rows <= MATVEC_ROWS {
+            ops.push(gpu.matvec_op(shape, x, wt, bias, y));
+            return;
+        }
+        ops.extend(gpu.linear_forward(self.plan, shape, None, x, wt, bias, None, None, y));
     }
 
     /// The ops of one pass: the prefill over all B·T rows, or a decode step over B rows. Both end
@@ -391,26 +427,11 @@ impl Generator {
         let g_final = self.w("model.norm.weight");
         ops.push(gpu.rmsnorm_forward(w.b, h, eps, last, g_final, &w.rstd, &w.n1));
         let lm = if cfg.tie_word_embeddings {
-            "model.embed_tokens.weight"
+            "model.embed_tokens"
         } else {
-            "lm_head.weight"
+            "lm_head"
         };
-        let shape = LinearShape {
-            rows: w.b,
-            inp: h,
-            out: vocab,
-        };
-        ops.extend(gpu.linear_forward(
-            self.plan,
-            shape,
-            None,
-            &w.n1,
-            self.w(lm),
-            None,
-            None,
-            None,
-            &w.logits,
-        ));
+        self.linear(gpu, &mut ops, w.b, lm, false, &w.n1, &w.logits);
         Ok(ops)
     }
 

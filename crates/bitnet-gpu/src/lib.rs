@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod kernels;
 pub mod matmul;
+pub mod matvec;
 pub mod model;
 pub mod ops;
 pub mod optimizer;

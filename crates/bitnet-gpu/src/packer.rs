@@ -7,7 +7,7 @@ use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::packed::PackedWriter;
 use bitnet_core::params::Role;
 use bitnet_core::quant::{Quantizer, Ternary};
-use bitnet_core::safetensors::{OwnedTensor, decode_f32};
+use bitnet_core::safetensors::{Dtype, OwnedTensor, decode_f32};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
@@ -18,6 +18,9 @@ pub struct PackOptions {
     pub packing: Packing,
     /// Ternarize `lm_head` too (seed parity; off by default).
     pub quantize_lm_head: bool,
+    /// Store the full-precision tensors (embeddings, norms, biases, lm_head) as this floating-point
+    /// dtype; None: as the model stores them (F16 and BF16 stay 16-bit).
+    pub fp_dtype: Option<Dtype>,
 }
 
 /// One line of the pack report.
@@ -87,14 +90,22 @@ pub async fn pack_model<F: ModelFiles>(
             }
         } else {
             let bytes = model.tensor_bytes(files, loc).await?;
-            // Kept as stored, but never with a NaN or an infinity in it.
-            decode_f32(&model.shards[loc.shard].file, &loc.info, &bytes)?;
-            writer.add_plain(OwnedTensor {
-                name: spec.name.clone(),
-                dtype: loc.info.dtype,
-                shape: spec.shape.clone(),
-                bytes,
-            });
+            // Kept as stored (or converted to fp_dtype), never with a NaN or an infinity in it.
+            let values = decode_f32(&model.shards[loc.shard].file, &loc.info, &bytes)?;
+            let tensor = match opts.fp_dtype {
+                Some(d) if d != loc.info.dtype => {
+                    OwnedTensor::float(&spec.name, spec.shape.clone(), &values, d)?
+                }
+                _ => OwnedTensor {
+                    name: spec.name.clone(),
+                    dtype: loc.info.dtype,
+                    shape: spec.shape.clone(),
+                    bytes,
+                },
+            };
+            let bytes_out = tensor.bytes.len() as u64;
+            let dtype = tensor.dtype;
+            writer.add_plain(tensor);
             TensorReport {
                 name: spec.name.clone(),
                 shape: spec.shape.clone(),
@@ -102,9 +113,9 @@ pub async fn pack_model<F: ModelFiles>(
                 ternary: false,
                 sparsity: None,
                 scale: None,
-                bits_per_weight: loc.info.dtype.size() as f64 * 8.0,
+                bits_per_weight: dtype.size() as f64 * 8.0,
                 bytes_in,
-                bytes_out: bytes_in,
+                bytes_out,
                 device: "",
             }
         };

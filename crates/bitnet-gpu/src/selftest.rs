@@ -14,6 +14,7 @@ use bitnet_core::pack::{Packing, pack, unpack};
 use bitnet_core::quant::{QuantStats, Quantizer, ScaleMode, Ternary};
 
 mod kd;
+mod matvec;
 
 use crate::decode::DecodeShape;
 use crate::device::Gpu;
@@ -1008,6 +1009,9 @@ pub async fn run_all(gpu: &Gpu) -> Vec<Check> {
     // A stream of its own, so that the cases above keep theirs.
     if let Err(e) = kd::topk_checks(gpu, &mut Rng::new(7), &mut out).await {
         out.push(Check::failed("top-k distillation", e.to_string()));
+    }
+    if let Err(e) = matvec::matvec_checks(gpu, &mut Rng::new(8), &mut out).await {
+        out.push(Check::failed("matvec", e.to_string()));
     }
     out
 }

@@ -79,6 +79,10 @@ pub struct TrainSettings {
     /// soft-label sidecar; None: the whole vocabulary. (No teacher with `--loss ce`: unused.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kd_topk: Option<usize>,
+    /// The dtype of the full-precision tensors (embeddings, norms, lm_head) in the exported packed
+    /// file; None: the base model's (F16 and BF16 stay 16-bit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp_dtype: Option<bitnet_core::safetensors::Dtype>,
 }
 
 fn one() -> f32 {

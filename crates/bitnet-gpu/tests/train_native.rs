@@ -108,6 +108,7 @@ fn parts(
         kd_temperature: 1.0,
         kd_weight: 0.5,
         kd_topk: None,
+        fp_dtype: None,
     };
     (model.config, weights, data, settings)
 }
@@ -282,6 +283,7 @@ fn soft_labels_train_like_the_live_teacher_restricted_to_the_same_top_k() {
     let run_with = |topk: Option<usize>, soft| {
         let s = TrainSettings {
             kd_topk: topk,
+            fp_dtype: None,
             ..settings.clone()
         };
         let mut t = Trainer::new(&gpu, &cfg, &weights, data.clone(), soft, 2, s).unwrap();
@@ -326,6 +328,7 @@ fn soft_labels_train_like_the_live_teacher_restricted_to_the_same_top_k() {
     ];
     let s = TrainSettings {
         kd_topk: Some(4),
+        fp_dtype: None,
         ..settings.clone()
     };
     let err = Trainer::new(&gpu, &cfg, &weights, data.clone(), Some(short), 2, s)

@@ -97,6 +97,7 @@ pub fn demo_train_job() -> TrainJob {
             kd_temperature: defaults::KD_TEMPERATURE,
             kd_weight: defaults::KD_WEIGHT,
             kd_topk: None,
+            fp_dtype: None,
         },
         save_steps: default_save_steps(steps),
         save_total_limit: 2,

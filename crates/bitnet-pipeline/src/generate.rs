@@ -28,6 +28,8 @@ pub struct Continuation {
     pub decode_tokens: usize,
     pub decode_ms: f64,
     pub decode_tokens_per_s: f64,
+    /// Bytes of the model's weights on the GPU (ternary projections packed at 2 bits per weight).
+    pub gpu_weight_bytes: u64,
 }
 
 fn per_s(tokens: usize, ms: f64) -> f64 {
@@ -49,7 +51,7 @@ pub async fn continue_prompt(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Continuation> {
     m.check_context(prompt_ids.len(), max_new_tokens)?;
-    let generator = Generator::new(ctx.gpu, &m.model.config, &m.weights)?;
+    let generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes)?;
     let opts = GenerateOptions {
         max_new_tokens,
         sampling,
@@ -84,5 +86,6 @@ pub async fn continue_prompt(
         decode_tokens: out.decode_tokens,
         decode_ms: out.decode_ms,
         decode_tokens_per_s: per_s(out.decode_tokens, out.decode_ms),
+        gpu_weight_bytes: generator.weight_bytes(),
     })
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
-use bitnet_core::quant::Quantizer;
+use bitnet_core::quant::{Quantizer, Ternary};
 use bitnet_core::safetensors::SafeTensors;
 use bitnet_core::selfgen::{ChatTemplate, eos_ids};
 use bitnet_core::tokenizer::Tokenizer;
@@ -33,6 +33,9 @@ pub struct Loaded {
     pub chat: Option<ChatTemplate>,
     /// The projections are ternary (γ·q): a packed file, or a folder loaded with `ternary`.
     pub ternary: bool,
+    /// The codes and scale of every ternary tensor (empty for a full-precision model): generation
+    /// runs them packed; `weights` holds them as γ·q too.
+    pub codes: BTreeMap<String, Ternary>,
 }
 
 impl Loaded {
@@ -135,6 +138,7 @@ pub async fn load_folder<F: ModelFiles>(
             quantizer,
             packing: Packing::TwoBit,
             quantize_lm_head: false,
+            fp_dtype: None,
         };
         let (bytes, _) = pack_model(gpu, &model, files, &opts, Vec::new(), |_| {})
             .await
@@ -154,6 +158,7 @@ pub async fn load_folder<F: ModelFiles>(
         eos,
         chat,
         ternary: false,
+        codes: BTreeMap::new(),
     })
 }
 
@@ -212,6 +217,12 @@ pub async fn load_packed(
     }
     let eos = eos_ids(model.config_json.as_bytes(), None).map_err(err)?;
     let tokenizer = tokenizer_of(name, &model)?;
+    let codes = packed
+        .shapes
+        .keys()
+        .map(|n| Ok((n.clone(), packed.ternary(n)?)))
+        .collect::<bitnet_core::Result<_>>()
+        .map_err(err)?;
     Ok(Loaded {
         name: name.to_string(),
         model,
@@ -220,5 +231,6 @@ pub async fn load_packed(
         eos,
         chat: None,
         ternary: true,
+        codes,
     })
 }

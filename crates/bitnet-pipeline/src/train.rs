@@ -16,7 +16,7 @@ use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::Quantizer;
-use bitnet_core::safetensors::{OwnedTensor, serialize};
+use bitnet_core::safetensors::{Dtype, OwnedTensor, serialize};
 use bitnet_core::soft::Sidecar;
 use bitnet_core::summary::human_bytes;
 use bitnet_core::tokenizer::Tokenizer;
@@ -135,6 +135,7 @@ impl TrainJob {
                 kd_temperature: defaults::KD_TEMPERATURE,
                 kd_weight: defaults::KD_WEIGHT,
                 kd_topk: defaults::KD_TOPK,
+                fp_dtype: None,
             },
             save_steps: default_save_steps(defaults::STEPS),
             save_total_limit: defaults::SAVE_TOTAL_LIMIT,
@@ -648,10 +649,27 @@ async fn export<S: Store>(
     s: &TrainSettings,
 ) -> Result<Exported> {
     let cfg = &model.config;
+    // The projections in f32 (the packer ternarizes them); every other tensor in --fp-dtype, or
+    // in the dtype the base model stores it in.
+    let stored: BTreeMap<&str, Dtype> = model
+        .tensors
+        .iter()
+        .map(|l| (l.spec.name.as_str(), l.info.dtype))
+        .collect();
     let tensors = param_table(cfg)
         .into_iter()
-        .map(|p| OwnedTensor::f32(p.name.clone(), p.shape.clone(), &w[&p.name]))
-        .collect();
+        .map(|p| {
+            let dtype = if p.is_ternary(s.setup.quantize_lm_head) {
+                Dtype::F32
+            } else {
+                s.fp_dtype
+                    .or_else(|| stored.get(p.name.as_str()).copied())
+                    .unwrap_or(Dtype::F32)
+            };
+            OwnedTensor::float(p.name.clone(), p.shape.clone(), &w[&p.name], dtype)
+                .map_err(|e| PipelineError::input("the trained model", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut mem = BTreeMap::new();
     mem.insert(
         "config.json".to_string(),
@@ -672,6 +690,7 @@ async fn export<S: Store>(
         quantizer: s.setup.quantizer,
         packing: Packing::TwoBit,
         quantize_lm_head: s.setup.quantize_lm_head,
+        fp_dtype: None,
     };
     let (packed_bytes, report) =
         pack_model(Some(ctx.gpu), &trained, &mem, &opts, extra_norms, |t| {

@@ -1,11 +1,14 @@
-//! `bitnet bench kernels|train`: kernel and training-step benchmarks on this adapter (each kernel
-//! validated before it is timed).
+//! `bitnet bench kernels|train|decode`: kernel, training-step and generation benchmarks on this
+//! adapter (each kernel validated before it is timed).
 
 use std::path::PathBuf;
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::limits::at_least;
+use bitnet_core::params::param_table;
+use bitnet_core::quant::Quantizer;
 use bitnet_core::summary::{MemoryPlan, human_bytes};
+use bitnet_gpu::selftest::Rng;
 use bitnet_pipeline::Store;
 
 use crate::error::{CliError, CliResult};
@@ -55,6 +58,25 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         steps: usize,
     },
+    /// Generation speed three ways on this adapter: f32 weights through the GEMM only, f32 weights
+    /// with the matrix–vector kernel for decode steps, and the projections packed at 2 bits per
+    /// weight; prefill and decode tokens/s and GPU weight bytes of each.
+    Decode {
+        /// A model folder (ternarized on load, absmean) or a packed file.
+        #[arg(long, conflicts_with = "shape")]
+        model: Option<PathBuf>,
+        /// A named shape with random weights: llama-256 or llama-135m (SmolLM2-135M's shape).
+        #[arg(long, default_value = "llama-135m")]
+        shape: String,
+        /// Sequences decoded together.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long = "prompt-tokens", default_value_t = 16)]
+        prompt_tokens: usize,
+        /// Tokens generated per sequence (after a 2-token warm-up run that compiles the pipelines).
+        #[arg(long = "new-tokens", default_value_t = 16)]
+        new_tokens: usize,
+    },
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -67,6 +89,13 @@ pub fn run(a: Args, json: bool) -> CliResult {
             seq_len,
             steps,
         } => train(model, &shape, batch, seq_len, steps, json),
+        BenchWhat::Decode {
+            model,
+            shape,
+            batch,
+            prompt_tokens,
+            new_tokens,
+        } => decode(model, &shape, batch, prompt_tokens, new_tokens, json),
     }
 }
 
@@ -89,6 +118,91 @@ fn shape_config(name: &str) -> CliResult<String> {
     ))
 }
 
+/// The config of a named shape.
+fn named_shape(shape: &str) -> CliResult<ModelConfig> {
+    let text = shape_config(shape)?;
+    ModelConfig::from_json_bytes(shape, text.as_bytes()).map_err(|e| CliError::input(shape, e))
+}
+
+fn decode(
+    model: Option<PathBuf>,
+    shape: &str,
+    batch: usize,
+    prompt_tokens: usize,
+    new_tokens: usize,
+    json: bool,
+) -> CliResult {
+    at_least(&[
+        ("--batch", batch as u64, 1),
+        ("--prompt-tokens", prompt_tokens as u64, 1),
+        ("--new-tokens", new_tokens as u64, 2),
+    ])
+    .map_err(CliError::Usage)?;
+    let gpu = super::gpu()?;
+    let (name, cfg, weights, codes) = match model {
+        Some(path) => {
+            let ctx = bitnet_pipeline::Ctx::quiet(&gpu);
+            let m = super::generate::load(&ctx, &path, true, Quantizer::Absmean)?;
+            (m.name, m.model.config, m.weights, m.codes)
+        }
+        None => {
+            let cfg = named_shape(shape)?;
+            let weights = bitnet_gpu::bench::random_weights(&cfg, &mut Rng::new(11));
+            let codes = param_table(&cfg)
+                .into_iter()
+                .filter(|p| p.is_ternary(false))
+                .map(|p| {
+                    let t = Quantizer::Absmean.quantize(&weights[&p.name]);
+                    (p.name, t)
+                })
+                .collect();
+            (shape.to_string(), cfg, weights, codes)
+        }
+    };
+    let (context, field) = cfg.context();
+    if prompt_tokens + new_tokens > context {
+        return Err(CliError::Usage(format!(
+            "--prompt-tokens plus --new-tokens is {}; {name}'s context is {context} tokens ({field})",
+            prompt_tokens + new_tokens
+        )));
+    }
+    let r = pollster::block_on(bitnet_gpu::bench::bench_decode(
+        &gpu,
+        &name,
+        &cfg,
+        &weights,
+        &codes,
+        bitnet_gpu::bench::DecodeWork {
+            batch,
+            prompt_tokens,
+            new_tokens,
+        },
+    ))?;
+    if json {
+        return print_json(&r);
+    }
+    println!("adapter: {}", r.adapter);
+    println!(
+        "{}: {} parameters, batch {}, {} prompt + {} new tokens per sequence",
+        r.model, r.parameters, r.work.batch, r.work.prompt_tokens, r.work.new_tokens
+    );
+    for run in &r.runs {
+        println!(
+            "{:<15} prefill {:>8.1} tokens/s  decode {:>7.2} tokens/s  weights {:>10} (projections {})",
+            run.kernels,
+            run.prefill_tokens_per_s,
+            run.decode_tokens_per_s,
+            human_bytes(run.weight_bytes),
+            human_bytes(run.projection_bytes),
+        );
+    }
+    println!(
+        "decode: matvec {:.2}× the GEMM, packed {:.2}× matvec; packed projections {:.4}× their f32 bytes",
+        r.matvec_speedup, r.packed_speedup, r.packed_bytes_ratio
+    );
+    Ok(())
+}
+
 fn train(
     model: Option<PathBuf>,
     shape: &str,
@@ -105,12 +219,7 @@ fn train(
     .map_err(CliError::Usage)?;
     let (name, cfg) = match model {
         Some(dir) => (dir.display().to_string(), super::open_model(&dir)?.1.config),
-        None => {
-            let text = shape_config(shape)?;
-            let cfg = ModelConfig::from_json_bytes(shape, text.as_bytes())
-                .map_err(|e| CliError::input(shape, e))?;
-            (shape.to_string(), cfg)
-        }
+        None => (shape.to_string(), named_shape(shape)?),
     };
     let (context, field) = cfg.context();
     if seq_len > context {

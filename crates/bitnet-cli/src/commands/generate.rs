@@ -132,7 +132,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         None => println!("\n{}", c.text),
     }
     eprintln!(
-        "[{} tokens, ended by {}; prefill {} tokens at {:.1} tokens/s, decode {:.1} tokens/s on {}{}]",
+        "[{} tokens, ended by {}; prefill {} tokens at {:.1} tokens/s, decode {:.1} tokens/s on {}{}, {} of weights on the GPU]",
         c.tokens.len(),
         match c.ended_by {
             EndedBy::Eos => "eos",
@@ -143,6 +143,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         c.decode_tokens_per_s,
         gpu.report().name,
         if m.ternary { ", ternary weights" } else { "" },
+        bitnet_core::summary::human_bytes(c.gpu_weight_bytes),
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bitnet_core::Packing;
+use bitnet_core::safetensors::Dtype;
 use bitnet_core::summary::human_bytes;
 use bitnet_gpu::Gpu;
 use bitnet_gpu::packer::{PackOptions, pack_model};
@@ -28,6 +29,9 @@ pub struct Args {
     /// Ternarize lm_head too (the seed did; it usually hurts).
     #[arg(long)]
     quantize_lm_head: bool,
+    /// Store embeddings, norms and lm_head as f32, f16 or bf16 (default: as the model stores them).
+    #[arg(long = "fp-dtype", value_parser = Dtype::float_named)]
+    fp_dtype: Option<Dtype>,
     /// Quantize on the CPU even when a GPU adapter exists.
     #[arg(long)]
     cpu: bool,
@@ -41,6 +45,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         quantizer: a.quant.quantizer()?,
         packing: a.packing,
         quantize_lm_head: a.quantize_lm_head,
+        fp_dtype: a.fp_dtype,
     };
     super::check_outputs(
         std::slice::from_ref(&a.out),

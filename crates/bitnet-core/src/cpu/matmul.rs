@@ -38,6 +38,30 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32]) -> Vec<f32> {
     c
 }
 
+/// y (rows, out) = scale · x (rows, in) · qᵀ + b for a ternary W = scale·q stored in the GPU
+/// layout (`pack::gpu_words`): the reference of the packed-weight kernels, which read the codes
+/// and apply the scale once per output.
+pub fn ternary_linear_forward(
+    x: &[f32],
+    words: &[u32],
+    scale: f32,
+    bias: Option<&[f32]>,
+    rows: usize,
+    inp: usize,
+    out: usize,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * out];
+    for r in 0..rows {
+        for j in 0..out {
+            let acc: f64 = (0..inp)
+                .map(|k| x[r * inp + k] as f64 * crate::pack::gpu_code(words, inp, j, k) as f64)
+                .sum();
+            y[r * out + j] = (scale as f64 * acc) as f32 + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+    y
+}
+
 /// y (rows, out) = x (rows, in) · Wᵀ + b, with W (out, in).
 pub fn linear_forward(
     x: &[f32],
