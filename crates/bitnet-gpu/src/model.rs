@@ -13,13 +13,14 @@ use bitnet_core::config::ModelConfig;
 use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, post_attn_norm_name, subln_names};
 use bitnet_core::cpu::norm::mean_rms;
 use bitnet_core::params::{Role, param_table};
-use bitnet_core::quant::Quantizer;
+use bitnet_core::quant::{Quantizer, Ternary};
 
 pub use crate::batch::Batch;
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::kernels::{Distill, TopKBuffers};
 use crate::matmul::{BlendPath, GemmPlan, LinearGrads, LinearShape};
+use crate::matvec::TernaryWeight;
 use crate::ops::Op;
 use crate::quantize::StatsBuffers;
 
@@ -70,6 +71,9 @@ struct Param {
     numel: usize,
     /// Quantizer statistics of a ternary weight, and the ops that recompute them from the weight.
     stats: Option<(StatsBuffers, Vec<Op>)>,
+    /// The weight packed at 2 bits (an inference model's ternary projection, see
+    /// [`GpuModel::pack_projections`]); `buf` is then not read.
+    packed: Option<TernaryWeight>,
 }
 
 pub struct GpuModel {
@@ -185,6 +189,7 @@ impl GpuModel {
                     shape,
                     numel,
                     stats,
+                    packed: None,
                 },
             );
             names.push(name);
@@ -204,6 +209,35 @@ impl GpuModel {
             scratch,
             trainable,
         })
+    }
+
+    /// Runs the projections of `codes` (codes and scale by name) from their packed codes at 2 bits
+    /// per weight, and frees their f32 buffers: an inference model of a ternary model, whose
+    /// passes then take no λ. Refused for a trainable model.
+    pub fn pack_projections(
+        &mut self,
+        gpu: &Gpu,
+        codes: &BTreeMap<String, Ternary>,
+    ) -> Result<(), GpuError> {
+        let refuse = |message: String| GpuError::Device {
+            what: "model".into(),
+            message,
+        };
+        if self.trainable {
+            return Err(refuse("a trainable model keeps its f32 weights".into()));
+        }
+        for (name, t) in codes {
+            let p = self
+                .params
+                .get_mut(name)
+                .ok_or_else(|| refuse(format!("the model has no tensor {name}")))?;
+            let [out, inp] = p.shape[..] else {
+                return Err(refuse(format!("tensor {name} is not a matrix")));
+            };
+            p.packed = Some(gpu.upload_ternary(name, t, out, inp)?);
+            p.buf = gpu.dummy_rw[0].clone();
+        }
+        Ok(())
     }
 
     fn param(&self, name: &str) -> &Param {
@@ -328,6 +362,13 @@ impl GpuModel {
         batch: &Batch,
         lambda: Option<f32>,
     ) -> Result<Vec<Op>, GpuError> {
+        if lambda.is_some() && self.params.values().any(|p| p.packed.is_some()) {
+            return Err(GpuError::Device {
+                what: "model".into(),
+                message: "packed projections are already ternary: a pass over them takes no λ"
+                    .into(),
+            });
+        }
         self.pass(gpu, batch, lambda, false, None)
     }
 
@@ -386,6 +427,10 @@ impl GpuModel {
                       y: &wgpu::Buffer| {
             let shape = LinearShape { rows: n, inp, out };
             let wn = format!("{name}.weight");
+            if let Some(t) = &self.param(&wn).packed {
+                ops.push(gpu.ternary_linear_op(n, x, t, bias(name, has_bias), y));
+                return;
+            }
             ops.extend(gpu.linear_forward(
                 self.plan,
                 shape,
@@ -564,9 +609,12 @@ impl GpuModel {
         };
         let lm = self.param(lm_name);
         let lm_stats = stats(lm_name);
-        ops.extend(gpu.linear_forward(
-            self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
-        ));
+        match &lm.packed {
+            Some(t) => ops.push(gpu.ternary_linear_op(n, &a.nf, t, None, &a.logits)),
+            None => ops.extend(gpu.linear_forward(
+                self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
+            )),
+        }
         let nv = batch.loss_divisor;
         // The cross-entropy's weight folds into its divisor; distillation alone has none.
         let ce = match teacher {

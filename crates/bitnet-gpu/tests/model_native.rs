@@ -206,6 +206,50 @@ fn an_inference_model_has_no_gradients_and_the_same_loss() {
     assert!(infer.forward_backward(&gpu, &batch, None).is_err());
 }
 
+/// An inference model of the ternary model with its projections packed (what `bitnet eval` runs
+/// for a packed file) gives the loss of the same model as f32 γ·q on every fixture, and refuses a λ.
+#[test]
+fn a_packed_inference_model_has_the_loss_of_the_f32_ternary_model() {
+    use bitnet_core::params::param_table;
+    let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter is required for this test");
+    let tokens = oracle::tokens();
+    let targets = next_token_targets(&tokens, None);
+    let setup = ModelSetup {
+        quantizer: Quantizer::Absmean,
+        post_attn_norm: false,
+        quantize_lm_head: false,
+        subln: false,
+    };
+    for name in oracle::MODELS {
+        let (model, mut params) = oracle::load(name);
+        let cfg = &model.config;
+        let mut codes = std::collections::BTreeMap::new();
+        for spec in param_table(cfg).into_iter().filter(|s| s.is_ternary(false)) {
+            let t = Quantizer::Absmean.quantize(&params[&spec.name]);
+            params.insert(spec.name.clone(), t.dequantize());
+            codes.insert(spec.name, t);
+        }
+        let plain = GpuModel::for_inference(&gpu, cfg, &params, setup).unwrap();
+        let mut packed = GpuModel::for_inference(&gpu, cfg, &params, setup).unwrap();
+        packed.pack_projections(&gpu, &codes).unwrap();
+        let rows = |m: &GpuModel| {
+            let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+            gpu.submit(&m.forward_loss(&gpu, &batch, None).unwrap());
+            let n = tokens.len() * tokens[0].len();
+            pollster::block_on(gpu.read_f32("loss", &batch.loss, n)).unwrap()
+        };
+        let (want, got) = (rows(&plain), rows(&packed));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{name}: row {i}: {g} vs {w}"
+            );
+        }
+        let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
+        assert!(packed.forward_loss(&gpu, &batch, Some(0.5)).is_err());
+    }
+}
+
 /// The GPU model's logits (full precision, no blend).
 fn gpu_logits(
     gpu: &Gpu,

@@ -125,7 +125,7 @@ fn sequences(
     }
 }
 
-/// The inference model of `m` on the GPU.
+/// The inference model of `m` on the GPU (its ternary projections packed at 2 bits per weight).
 pub(crate) fn inference_model(ctx: &Ctx<'_>, m: &Loaded) -> Result<GpuModel> {
     let setup = ModelSetup {
         quantizer: Quantizer::Absmean,
@@ -133,12 +133,9 @@ pub(crate) fn inference_model(ctx: &Ctx<'_>, m: &Loaded) -> Result<GpuModel> {
         quantize_lm_head: false,
         subln: m.subln(),
     };
-    Ok(GpuModel::for_inference(
-        ctx.gpu,
-        &m.model.config,
-        &m.weights,
-        setup,
-    )?)
+    let mut model = GpuModel::for_inference(ctx.gpu, &m.model.config, &m.weights, setup)?;
+    model.pack_projections(ctx.gpu, &m.codes)?;
+    Ok(model)
 }
 
 /// The perplexity of `m` over `data` (named `name`), and with a `reference` model (same
