@@ -1,9 +1,10 @@
 //! Text generation on the GPU: a prefill over a batch of prompts of different lengths, then one
 //! decode step per new token with a KV cache, sampling on the CPU from the logits of each sequence's
-//! last position (`bitnet_core::sample`). Full-precision projections run through the GEMM, or the
-//! matrix–vector kernel when a pass has at most [`MATVEC_ROWS`] rows (a decode step of a small
-//! batch); ternary projections (a packed file, or a folder ternarized on load) stay packed on the
-//! GPU at 2 bits per weight and run through the packed-weight kernel (shaders/matvec.wgsl).
+//! last position (`bitnet_core::sample`). A pass of at most [`MATVEC_ROWS`] rows (a decode step of
+//! a small batch) runs its linear layers through the matrix–vector kernels, others through the
+//! GEMM. Ternary projections (a packed file, or a folder ternarized on load) stay packed on the GPU
+//! at 2 bits per weight: decode steps read the codes directly, a prefill unpacks one projection at
+//! a time into a scratch buffer for the GEMM (shaders/matvec.wgsl).
 //!
 //! Prompts are right-padded to the longest: causal attention keeps every real position blind to
 //! the padding after it, the logits come from each prompt's own last position, and each sequence's
@@ -66,6 +67,8 @@ pub struct Generator {
     weights: BTreeMap<String, (wgpu::Buffer, Vec<usize>)>,
     /// The ternary projections, packed.
     ternary: BTreeMap<String, TernaryWeight>,
+    /// One unpacked projection at a time, for passes of more than [`MATVEC_ROWS`] rows.
+    unpacked: Option<wgpu::Buffer>,
     /// Whether passes of at most [`MATVEC_ROWS`] rows use the matrix–vector kernel for
     /// full-precision weights (else the GEMM; benchmarks compare the two).
     pub matvec: bool,
@@ -166,10 +169,15 @@ impl Generator {
             let buf = gpu.upload_f32(&name, values)?;
             bufs.insert(name, (buf, shape));
         }
+        let unpacked = match ternary.values().map(|t| t.codes.len()).max() {
+            Some(n) => Some(gpu.storage("unpacked projection", 4 * n as u64)?),
+            None => None,
+        };
         Ok(Generator {
             cfg: cfg.clone(),
             weights: bufs,
             ternary: packed,
+            unpacked,
             matvec: true,
             post_attn_norm,
             subln,
@@ -178,10 +186,11 @@ impl Generator {
     }
 
     /// Bytes of the model's weights on the GPU (packed ternary projections at 2 bits per weight
-    /// plus row padding to 64 weights; everything else f32).
+    /// plus row padding to 64 weights, and the f32 scratch of one unpacked projection for passes
+    /// of many rows; everything else f32).
     pub fn weight_bytes(&self) -> u64 {
         let f32s: u64 = self.weights.values().map(|(b, _)| b.size()).sum();
-        f32s + self.packed_bytes()
+        f32s + self.packed_bytes() + self.unpacked.as_ref().map_or(0, |b| b.size())
     }
 
     /// Bytes of the packed ternary projections on the GPU.
@@ -254,8 +263,8 @@ impl Generator {
     ) {
         let wname = format!("{name}.weight");
         let bias = has_bias.then(|| self.w(&format!("{name}.bias")));
-        if let Some(t) = self.ternary.get(&wname) {
-            ops.push(gpu.ternary_linear_op(rows, x, t, bias, y));
+        if let (Some(t), Some(scratch)) = (self.ternary.get(&wname), &self.unpacked) {
+            ops.extend(gpu.ternary_linear(self.plan, rows, x, t, bias, scratch, y));
             return;
         }
         let (wt, shape) = &self.weights[&wname];

@@ -1,6 +1,7 @@
 //! Inference linear layers that do not go through the GEMM (shaders/matvec.wgsl): the
-//! matrix–vector product of a decode step (f32 weights, up to [`MATVEC_ROWS`] rows per invocation)
-//! and the product with packed ternary weights (2 bits per weight on the GPU, any number of rows).
+//! matrix–vector product of a decode step (up to [`MATVEC_ROWS`] rows) with f32 weights or with
+//! packed ternary weights (2 bits per weight on the GPU, read directly); passes of more rows over
+//! packed weights unpack one projection at a time into a scratch buffer for the GEMM.
 //! CPU references: `bitnet_core::cpu::matmul::{linear_forward, ternary_linear_forward}`.
 
 use bitnet_core::Ternary;
@@ -8,7 +9,7 @@ use bitnet_core::pack::gpu_words;
 
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::matmul::LinearShape;
+use crate::matmul::{GemmPlan, LinearShape};
 use crate::ops::Op;
 use crate::pipelines::{BindingKind, ShaderFamily};
 
@@ -24,12 +25,28 @@ pub const MATVEC: ShaderFamily = ShaderFamily {
     ],
 };
 
-/// Rows one invocation computes at most (the shader's MAX_ROWS): a linear layer with at most this
-/// many rows reads each weight once.
-pub const MATVEC_ROWS: u32 = 8;
+/// Rows one invocation of the matrix–vector kernels computes at most (more rows take more
+/// invocations), and the most rows for which the generator runs f32 weights through them: past it
+/// the register-blocked GEMM reuses its loads better (measured on lavapipe: at 4 rows the
+/// matrix–vector kernel is ahead, at 8 behind; docs/BENCHMARKS.md).
+pub const MATVEC_ROWS: u32 = 4;
 
-/// Output columns per workgroup: 64 invocations of 4 columns.
-const COLUMNS: u32 = 256;
+/// The most rows for which packed weights go through the matrix–vector kernel (re-reading the
+/// codes, 16× smaller than f32, once per 4 rows); past it one projection at a time is unpacked
+/// for the GEMM (measured on lavapipe: 8-row decode steps 1.6× faster than unpacking each step).
+pub const TERNARY_MATVEC_ROWS: u32 = 8;
+
+/// Invocations per workgroup (the shader's workgroup size).
+const LANES: u32 = 16;
+
+/// Column groups of 4 per invocation for an output width `n`: the most (up to 4) that still leaves
+/// at least 4 workgroups, so that software adapters spread a layer over their CPU threads.
+fn column_groups(n: u32) -> u32 {
+    [4, 2]
+        .into_iter()
+        .find(|&g| n.div_ceil(4 * g * LANES) >= 4)
+        .unwrap_or(1)
+}
 
 /// A ternary weight W = scale·q (out, inp) on the GPU in the packed layout of
 /// `bitnet_core::pack::gpu_words`.
@@ -73,7 +90,7 @@ impl Gpu {
         })
     }
 
-    /// y = x·Wᵀ (+ b) for f32 weights and at most [`MATVEC_ROWS`] rows: each weight read once.
+    /// y = x·Wᵀ (+ b) for f32 weights, each weight read once per [`MATVEC_ROWS`] rows.
     pub fn matvec_op(
         &self,
         shape: LinearShape,
@@ -85,9 +102,9 @@ impl Gpu {
         self.matvec_with("matvec_f32", shape, 1.0, x, w, bias, y)
     }
 
-    /// y = scale·x·qᵀ (+ b) for a packed ternary weight, any number of rows (a decode step's in one
-    /// pass over the codes, a prefill's in groups of [`MATVEC_ROWS`]).
-    pub fn ternary_linear_op(
+    /// y = scale·x·qᵀ (+ b) for a packed ternary weight, the codes read directly (once per
+    /// [`MATVEC_ROWS`] rows).
+    pub fn ternary_matvec_op(
         &self,
         rows: u32,
         x: &wgpu::Buffer,
@@ -101,6 +118,46 @@ impl Gpu {
             out: w.out,
         };
         self.matvec_with("matvec_ternary", shape, w.scale, x, &w.words, bias, y)
+    }
+
+    /// scratch[..out·inp] = scale·q of a packed ternary weight, row-major (out, inp).
+    pub fn unpack_ternary_op(&self, w: &TernaryWeight, scratch: &wgpu::Buffer) -> Op {
+        let params = Params {
+            m: 1,
+            n: w.out,
+            k: w.inp,
+            scale: w.scale,
+        };
+        let u = self.uniform("matvec.params", bytemuck::bytes_of(&params));
+        let bufs = [&u, &self.dummy, &w.words, &self.dummy, scratch];
+        let groups = self.groups_for(w.out as u64 * w.inp as u64, 256);
+        self.op(&MATVEC, "unpack_ternary", &bufs, groups)
+    }
+
+    /// y = scale·x·qᵀ (+ b) for a packed ternary weight and any number of rows: the matrix–vector
+    /// kernel up to [`TERNARY_MATVEC_ROWS`] rows, else the codes unpacked into `scratch` (f32, at
+    /// least out·inp) and the GEMM of `plan`.
+    pub fn ternary_linear(
+        &self,
+        plan: GemmPlan,
+        rows: u32,
+        x: &wgpu::Buffer,
+        w: &TernaryWeight,
+        bias: Option<&wgpu::Buffer>,
+        scratch: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Vec<Op> {
+        if rows <= TERNARY_MATVEC_ROWS {
+            return vec![self.ternary_matvec_op(rows, x, w, bias, y)];
+        }
+        let shape = LinearShape {
+            rows,
+            inp: w.inp,
+            out: w.out,
+        };
+        let mut ops = vec![self.unpack_ternary_op(w, scratch)];
+        ops.extend(self.linear_forward(plan, shape, None, x, scratch, bias, None, None, y));
+        ops
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -123,14 +180,17 @@ impl Gpu {
             scale,
         };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let groups_per = column_groups(out);
         let constants = [
             ("ROWS", per as f64),
+            ("GROUPS", groups_per as f64),
             ("ALIGNED", flag(inp % 4 == 0)),
             ("HAS_BIAS", flag(bias.is_some())),
         ];
         let u = self.uniform("matvec.params", bytemuck::bytes_of(&params));
         let bufs = [&u, x, w, bias.unwrap_or(&self.dummy), y];
-        let groups = [out.div_ceil(COLUMNS).max(1), rows.div_ceil(per).max(1), 1];
+        let columns = 4 * groups_per * LANES;
+        let groups = [out.div_ceil(columns).max(1), rows.div_ceil(per).max(1), 1];
         self.op_with(&MATVEC, entry, &constants, &bufs, groups)
     }
 }

@@ -237,6 +237,11 @@ impl GpuModel {
             p.packed = Some(gpu.upload_ternary(name, t, out, inp)?);
             p.buf = gpu.dummy_rw[0].clone();
         }
+        // Passes of many rows unpack one projection at a time (the blend's scratch buffer is free:
+        // a packed model takes no λ).
+        if let Some(largest) = codes.values().map(|t| t.codes.len()).max() {
+            self.scratch = Some(gpu.storage("unpacked projection", 4 * largest as u64)?);
+        }
         Ok(())
     }
 
@@ -427,8 +432,16 @@ impl GpuModel {
                       y: &wgpu::Buffer| {
             let shape = LinearShape { rows: n, inp, out };
             let wn = format!("{name}.weight");
-            if let Some(t) = &self.param(&wn).packed {
-                ops.push(gpu.ternary_linear_op(n, x, t, bias(name, has_bias), y));
+            if let (Some(t), Some(scratch)) = (&self.param(&wn).packed, scratch) {
+                ops.extend(gpu.ternary_linear(
+                    self.plan,
+                    n,
+                    x,
+                    t,
+                    bias(name, has_bias),
+                    scratch,
+                    y,
+                ));
                 return;
             }
             ops.extend(gpu.linear_forward(
@@ -609,9 +622,11 @@ impl GpuModel {
         };
         let lm = self.param(lm_name);
         let lm_stats = stats(lm_name);
-        match &lm.packed {
-            Some(t) => ops.push(gpu.ternary_linear_op(n, &a.nf, t, None, &a.logits)),
-            None => ops.extend(gpu.linear_forward(
+        match (&lm.packed, scratch) {
+            (Some(t), Some(scratch)) => {
+                ops.extend(gpu.ternary_linear(self.plan, n, &a.nf, t, None, scratch, &a.logits))
+            }
+            _ => ops.extend(gpu.linear_forward(
                 self.plan, lm_shape, lm_blend, &a.nf, &lm.buf, None, lm_stats, scratch, &a.logits,
             )),
         }

@@ -9,23 +9,24 @@ use bitnet_core::pack::gpu_words;
 use super::{Check, Rng, zeros};
 use crate::device::Gpu;
 use crate::error::GpuError;
-use crate::matmul::LinearShape;
-use crate::matvec::MATVEC_ROWS;
+use crate::matmul::{GemmSpec, LinearShape};
+use crate::matvec::TERNARY_MATVEC_ROWS;
 
 pub(super) async fn matvec_checks(
     gpu: &Gpu,
     rng: &mut Rng,
     out: &mut Vec<Check>,
 ) -> Result<(), GpuError> {
-    // (rows, inp, out): K % 4 != 0 and K < 64; K = 64·2 + 4; K % 64 = 0; a prefill of 19 rows (two
-    // full 8-row groups and a partial one); a vocabulary-sized N.
+    // (rows, inp, out): K % 4 != 0 and K < 64; K = 64·2 + 4 with 2 column groups per invocation;
+    // K % 64 = 0 over 7 rows (two row groups); a vocabulary-sized N (4 column groups); a prefill of
+    // 19 rows (the codes unpacked for the GEMM). No N is a multiple of an invocation's columns.
     for (rows, inp, outf, bias) in [
         (1usize, 3usize, 5usize, true),
         (3, 53, 70, false),
-        (2, 132, 65, true),
-        (8, 128, 129, false),
-        (19, 100, 33, true),
+        (2, 132, 601, true),
+        (7, 128, 129, false),
         (1, 64, 2000, false),
+        (19, 100, 33, true),
     ] {
         let x = rng.vec(rows * inp, 1.0);
         let w = rng.vec(outf * inp, 0.05);
@@ -54,12 +55,14 @@ pub(super) async fn matvec_checks(
             zeros(gpu, "y", rows * outf)?,
             zeros(gpu, "y ternary", rows * outf)?,
         );
-        let mut ops = vec![gpu.ternary_linear_op(shape.rows, &xb, &tw, bias_gpu, &yt)];
-        if shape.rows <= MATVEC_ROWS {
+        let scratch = zeros(gpu, "unpacked", outf * inp)?;
+        let plan = gpu.gemm_plan();
+        let mut ops = gpu.ternary_linear(plan, shape.rows, &xb, &tw, bias_gpu, &scratch, &yt);
+        if shape.rows <= TERNARY_MATVEC_ROWS {
             ops.push(gpu.matvec_op(shape, &xb, &wb, bias_gpu, &y));
         }
         gpu.submit(&ops);
-        if shape.rows <= MATVEC_ROWS {
+        if shape.rows <= TERNARY_MATVEC_ROWS {
             let want = cm::linear_forward(&x, &w, bias_cpu, rows, inp, outf);
             out.push(Check::compare(
                 format!("matvec_f32 {tag}"),
@@ -71,8 +74,28 @@ pub(super) async fn matvec_checks(
         }
         let words = gpu_words(&t.codes, outf, inp);
         let want = cm::ternary_linear_forward(&x, &words, t.scale, bias_cpu, rows, inp, outf);
+        let kernel = if shape.rows <= TERNARY_MATVEC_ROWS {
+            "matvec_ternary".to_string()
+        } else {
+            let unpacked = gpu.read_f32("unpacked", &scratch, outf * inp).await?;
+            out.push(Check::compare(
+                format!("unpack_ternary {inp}->{outf}"),
+                &unpacked,
+                &t.dequantize(),
+                0.0,
+                0.0,
+            ));
+            let spec = GemmSpec {
+                m: shape.rows,
+                n: shape.out,
+                k: shape.inp,
+                trans_b: true,
+                ..Default::default()
+            };
+            format!("unpack_ternary + {}", plan.variant.kernel(&spec).0)
+        };
         out.push(Check::compare(
-            format!("matvec_ternary {tag}"),
+            format!("{kernel} {tag}"),
             &gpu.read_f32("y ternary", &yt, want.len()).await?,
             &want,
             1e-5,
