@@ -4,6 +4,9 @@
 //! packed weights unpack one projection at a time into a scratch buffer for the GEMM.
 //! CPU references: `bitnet_core::cpu::matmul::{linear_forward, ternary_linear_forward}`.
 
+// Op builders take their buffers one by one.
+#![allow(clippy::too_many_arguments)]
+
 use bitnet_core::Ternary;
 use bitnet_core::pack::gpu_words;
 
@@ -160,7 +163,6 @@ impl Gpu {
         ops
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn matvec_with(
         &self,
         entry: &'static str,
