@@ -3,25 +3,31 @@
 //
 //   y (M, N) = x (M, K) · W_effᵀ (+ bias), W (N, K)
 //
-// Each invocation computes 4·GROUPS adjacent output columns (GROUPS 1, 2 or 4) for ROWS consecutive
-// rows (1 to 8), both pipeline constants: every weight is read once for all the rows and every x
-// vec4 once for all the columns, where the register-blocked GEMM pads a one-row decode step to its
-// 16-row block. Rows past M compute on row M − 1 and columns past N on column N − 1, and are not
-// stored (no early return: every lane stays active).
+// Each invocation computes 4 adjacent output columns for ROWS consecutive rows (ROWS a pipeline
+// constant, 1 to 4): every weight is read once for all the rows and every x vec4 once for the 4
+// columns, where the register-blocked GEMM pads a one-row decode step to its 16-row block. Rows
+// past M compute on row M − 1 and columns past N on column N − 1, and are not stored (no early
+// return: every lane stays active). More columns or rows per invocation run a little faster on
+// lavapipe but take it 10–20 s per pipeline to compile (4 columns: under a second).
 //   matvec_f32      W as f32, row-major; read as vec4 when K % 4 == 0 (ALIGNED), else as scalars.
 //   matvec_ternary  W = scale·q as 2-bit codes c = q + 1, 16 per u32, least significant first, each
 //                   row padded with c = 1 to a multiple of 64 codes (bitnet_core::pack::gpu_words):
 //                   one vec4 of words per 64 weights, 16× fewer bytes than f32. The scale is applied
 //                   once per output.
+//   matvec_bf16     W as bf16, two per u32, the first in the low half, row-major without padding:
+//                   read as vec4s of words (8 weights) when K % 8 == 0 (ALIGNED, set so for this
+//                   kernel), else one weight at a time: a BF16 model's lm_head stays 16-bit on the
+//                   GPU. (No f16 twin: lavapipe takes ~10 s to compile a bit-level f16 decode, or
+//                   unpack2x16float, in this loop; F16 tensors are widened to f32 on the GPU.)
 //   unpack_ternary  y (N, K) = scale·q of packed codes: for passes of many rows, which run the
 //                   register-blocked or tiled GEMM on the unpacked weights (one projection at a
 //                   time, in a scratch buffer).
 // x is bound as vec4s (buffers are allocated in multiples of 16 bytes); with K % 4 != 0 its rows
 // are read as scalars.
-// CPU references: bitnet_core::cpu::matmul::{linear_forward, ternary_linear_forward}.
+// CPU references: bitnet_core::cpu::matmul::{linear_forward, ternary_linear_forward} (bf16: the
+// f32 product of the bf16 values).
 
 override ROWS: u32 = 1u;
-override GROUPS: u32 = 1u;
 override ALIGNED: bool = false;
 override HAS_BIAS: bool = false;
 
@@ -61,46 +67,35 @@ fn x4(row: u32, k0: u32, masked: bool) -> vec4<f32> {
     return vec4<f32>(x_at(e), x_at(e + 1u), x_at(e + 2u), x_at(e + 3u));
 }
 
-// The accumulators: acc[r·GROUPS + c] holds row r's outputs of column group c (4 columns).
-alias Acc = array<vec4<f32>, 32>;
-// The weights of one step: wm[c] has in its column i the 4 weights (k0 .. k0 + 4) of output column
-// 4c + i of the invocation.
-alias Weights = array<mat4x4<f32>, 4>;
+// The accumulators: acc[r] holds row r's 4 outputs.
+alias Acc = array<vec4<f32>, 4>;
 
-// Adds x[r0 + r, k0 .. k0 + 4]·wm[c] to the accumulators of every row r < ROWS and group c < GROUPS.
-fn step(acc: ptr<function, Acc>, r0: u32, k0: u32, masked: bool, wm: Weights) {
+// Adds x[r0 + r, k0 .. k0 + 4]·wm to the accumulator of every row r < ROWS; column i of wm holds the
+// 4 weights (k0 .. k0 + 4) of the invocation's output column i.
+fn step(acc: ptr<function, Acc>, r0: u32, k0: u32, masked: bool, wm: mat4x4<f32>) {
     let last = p.m - 1u;
     for (var r = 0u; r < ROWS; r = r + 1u) {
-        let xv = x4(min(r0 + r, last), k0, masked);
-        for (var c = 0u; c < GROUPS; c = c + 1u) {
-            (*acc)[r * GROUPS + c] += xv * wm[c];
-        }
+        (*acc)[r] += x4(min(r0 + r, last), k0, masked) * wm;
     }
 }
 
-// The first output column of the invocation.
-fn first_column(gid: vec3<u32>) -> u32 {
-    return 4u * GROUPS * gid.x;
+// The invocation's 4 output columns, clamped to N − 1 for loads.
+fn columns(gid: vec3<u32>) -> vec4<u32> {
+    let j0 = 4u * gid.x;
+    return min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(p.n - 1u));
 }
 
-// Output column i of the invocation (0 ≤ i < 4·GROUPS), clamped to N − 1 for loads.
-fn column(j0: u32, i: u32) -> u32 {
-    return min(j0 + i, p.n - 1u);
-}
-
-fn store(r0: u32, j0: u32, acc: Acc, scale: f32) {
-    for (var c = 0u; c < GROUPS; c = c + 1u) {
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let j = j0 + 4u * c + i;
-            if (j < p.n) {
-                var b = 0.0;
-                if (HAS_BIAS) {
-                    b = bias[j];
-                }
-                for (var r = 0u; r < ROWS; r = r + 1u) {
-                    if (r0 + r < p.m) {
-                        y[(r0 + r) * p.n + j] = scale * acc[r * GROUPS + c][i] + b;
-                    }
+fn store(r0: u32, gid: vec3<u32>, acc: Acc, scale: f32) {
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let j = 4u * gid.x + i;
+        if (j < p.n) {
+            var b = 0.0;
+            if (HAS_BIAS) {
+                b = bias[j];
+            }
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                if (r0 + r < p.m) {
+                    y[(r0 + r) * p.n + j] = scale * acc[r][i] + b;
                 }
             }
         }
@@ -113,39 +108,87 @@ fn w_f32(e: u32) -> f32 {
 
 @compute @workgroup_size(16)
 fn matvec_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j0 = first_column(gid);
+    let j = columns(gid);
     let r0 = gid.y * ROWS;
     var acc: Acc;
-    var wm: Weights;
     if (ALIGNED) {
         let k4 = p.k / 4u;
         for (var q = 0u; q < k4; q = q + 1u) {
-            for (var c = 0u; c < GROUPS; c = c + 1u) {
-                wm[c] = mat4x4<f32>(
-                    bitcast<vec4<f32>>(w[column(j0, 4u * c) * k4 + q]),
-                    bitcast<vec4<f32>>(w[column(j0, 4u * c + 1u) * k4 + q]),
-                    bitcast<vec4<f32>>(w[column(j0, 4u * c + 2u) * k4 + q]),
-                    bitcast<vec4<f32>>(w[column(j0, 4u * c + 3u) * k4 + q]),
-                );
-            }
+            let wm = mat4x4<f32>(
+                bitcast<vec4<f32>>(w[j.x * k4 + q]),
+                bitcast<vec4<f32>>(w[j.y * k4 + q]),
+                bitcast<vec4<f32>>(w[j.z * k4 + q]),
+                bitcast<vec4<f32>>(w[j.w * k4 + q]),
+            );
             step(&acc, r0, 4u * q, false, wm);
         }
     } else {
-        // One weight per column at a time (row 0 of each wm), x through the masked path.
+        // One weight per column at a time (row 0 of wm), x through the masked path.
         let z = vec3<f32>(0.0);
         for (var q = 0u; q < p.k; q = q + 1u) {
-            for (var c = 0u; c < GROUPS; c = c + 1u) {
-                wm[c] = mat4x4<f32>(
-                    vec4<f32>(w_f32(column(j0, 4u * c) * p.k + q), z),
-                    vec4<f32>(w_f32(column(j0, 4u * c + 1u) * p.k + q), z),
-                    vec4<f32>(w_f32(column(j0, 4u * c + 2u) * p.k + q), z),
-                    vec4<f32>(w_f32(column(j0, 4u * c + 3u) * p.k + q), z),
-                );
-            }
+            let e = j * p.k + vec4<u32>(q);
+            let wm = mat4x4<f32>(
+                vec4<f32>(w_f32(e.x), z),
+                vec4<f32>(w_f32(e.y), z),
+                vec4<f32>(w_f32(e.z), z),
+                vec4<f32>(w_f32(e.w), z),
+            );
             step(&acc, r0, q, true, wm);
         }
     }
-    store(r0, j0, acc, 1.0);
+    store(r0, gid, acc, 1.0);
+}
+
+// The two bf16 values of a word (the first in the low half).
+fn halves(word: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
+}
+
+fn bf16_at(e: u32) -> f32 {
+    return halves(w[e / 8u][(e / 2u) % 4u])[e % 2u];
+}
+
+@compute @workgroup_size(16)
+fn matvec_bf16(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = columns(gid);
+    let r0 = gid.y * ROWS;
+    var acc: Acc;
+    if (ALIGNED) {
+        let k8 = p.k / 8u;
+        for (var q = 0u; q < k8; q = q + 1u) {
+            let c0 = w[j.x * k8 + q];
+            let c1 = w[j.y * k8 + q];
+            let c2 = w[j.z * k8 + q];
+            let c3 = w[j.w * k8 + q];
+            let lo = mat4x4<f32>(
+                vec4<f32>(halves(c0.x), halves(c0.y)),
+                vec4<f32>(halves(c1.x), halves(c1.y)),
+                vec4<f32>(halves(c2.x), halves(c2.y)),
+                vec4<f32>(halves(c3.x), halves(c3.y)),
+            );
+            let hi = mat4x4<f32>(
+                vec4<f32>(halves(c0.z), halves(c0.w)),
+                vec4<f32>(halves(c1.z), halves(c1.w)),
+                vec4<f32>(halves(c2.z), halves(c2.w)),
+                vec4<f32>(halves(c3.z), halves(c3.w)),
+            );
+            step(&acc, r0, 8u * q, false, lo);
+            step(&acc, r0, 8u * q + 4u, false, hi);
+        }
+    } else {
+        let z = vec3<f32>(0.0);
+        for (var q = 0u; q < p.k; q = q + 1u) {
+            let e = j * p.k + vec4<u32>(q);
+            let wm = mat4x4<f32>(
+                vec4<f32>(bf16_at(e.x), z),
+                vec4<f32>(bf16_at(e.y), z),
+                vec4<f32>(bf16_at(e.z), z),
+                vec4<f32>(bf16_at(e.w), z),
+            );
+            step(&acc, r0, q, true, wm);
+        }
+    }
+    store(r0, gid, acc, 1.0);
 }
 
 // The q values of codes 4s .. 4s + 4 of a word (16 codes, least significant first).
@@ -154,24 +197,17 @@ fn codes4(word: u32, s: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(3u)) - vec4<f32>(1.0);
 }
 
-// Adds 64 weights of every column (vec4 of words `g` of its row) times x to the accumulators.
-fn ternary_group(j0: u32, g: u32, r0: u32, masked: bool, acc: ptr<function, Acc>) {
+// Adds 64 weights of each of the 4 columns (vec4 of words `g` of its row) times x to the
+// accumulators.
+fn ternary_group(j: vec4<u32>, g: u32, r0: u32, masked: bool, acc: ptr<function, Acc>) {
     let row_vecs = (p.k + 63u) / 64u;
-    var words: array<vec4<u32>, 16>;
-    for (var i = 0u; i < 4u * GROUPS; i = i + 1u) {
-        words[i] = w[column(j0, i) * row_vecs + g];
-    }
-    var wm: Weights;
+    let w0 = w[j.x * row_vecs + g];
+    let w1 = w[j.y * row_vecs + g];
+    let w2 = w[j.z * row_vecs + g];
+    let w3 = w[j.w * row_vecs + g];
     for (var v = 0u; v < 4u; v = v + 1u) {
         for (var s = 0u; s < 4u; s = s + 1u) {
-            for (var c = 0u; c < GROUPS; c = c + 1u) {
-                wm[c] = mat4x4<f32>(
-                    codes4(words[4u * c][v], s),
-                    codes4(words[4u * c + 1u][v], s),
-                    codes4(words[4u * c + 2u][v], s),
-                    codes4(words[4u * c + 3u][v], s),
-                );
-            }
+            let wm = mat4x4<f32>(codes4(w0[v], s), codes4(w1[v], s), codes4(w2[v], s), codes4(w3[v], s));
             step(acc, r0, 64u * g + 16u * v + 4u * s, masked, wm);
         }
     }
@@ -179,17 +215,17 @@ fn ternary_group(j0: u32, g: u32, r0: u32, masked: bool, acc: ptr<function, Acc>
 
 @compute @workgroup_size(16)
 fn matvec_ternary(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j0 = first_column(gid);
+    let j = columns(gid);
     let r0 = gid.y * ROWS;
     var acc: Acc;
     let full = p.k / 64u;
     for (var g = 0u; g < full; g = g + 1u) {
-        ternary_group(j0, g, r0, false, &acc);
+        ternary_group(j, g, r0, false, &acc);
     }
     if (p.k % 64u != 0u) {
-        ternary_group(j0, full, r0, true, &acc);
+        ternary_group(j, full, r0, true, &acc);
     }
-    store(r0, j0, acc, p.scale);
+    store(r0, gid, acc, p.scale);
 }
 
 @compute @workgroup_size(256)

@@ -423,6 +423,22 @@ impl OwnedTensor {
     }
 }
 
+/// `values` rounded to `dtype` and back (F16, BF16; other dtypes leave them as they are): what a
+/// 16-bit copy of them holds.
+pub fn rounded_to(values: &[f32], dtype: Dtype) -> Vec<f32> {
+    match dtype {
+        Dtype::F16 => values
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_f32())
+            .collect(),
+        _ => values.to_vec(),
+    }
+}
+
 /// Orders tensors as the data section will hold them: widest dtype first (so every multi-byte tensor
 /// stays aligned to its element size), then by name.
 pub fn data_order(tensors: &mut [OwnedTensor]) {

@@ -7,6 +7,7 @@
 #![allow(clippy::too_many_arguments)]
 use crate::device::Gpu;
 use crate::error::GpuError;
+use crate::matvec::Bf16Weight;
 use crate::ops::Op;
 use crate::pipelines::{BindingKind as B, ShaderFamily};
 
@@ -53,10 +54,11 @@ pub const EMBEDDING: ShaderFamily = ShaderFamily {
     source: include_str!("../../../shaders/embedding.wgsl"),
     bindings: &[
         B::Uniform,
-        B::StorageRead,
-        B::StorageRead,
-        B::StorageRead,
-        B::StorageReadWrite,
+        B::StorageRead,      // table (f32)
+        B::StorageRead,      // ids
+        B::StorageRead,      // dy
+        B::StorageReadWrite, // out
+        B::StorageRead,      // table16 (bf16)
     ],
 };
 pub const XENT: ShaderFamily = ShaderFamily {
@@ -248,7 +250,26 @@ impl Gpu {
         self.op(
             &EMBEDDING,
             "forward",
-            &[&u, table, ids, &self.dummy, y],
+            &[&u, table, ids, &self.dummy, y, &self.dummy],
+            self.groups_for(tokens as u64 * c as u64, 256),
+        )
+    }
+
+    /// y (tokens, c) = rows `ids` of a bf16 table (vocab, c).
+    pub fn embedding_forward_bf16(
+        &self,
+        tokens: u32,
+        c: u32,
+        vocab: u32,
+        table: &Bf16Weight,
+        ids: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Op {
+        let u = self.params("embedding", &u4(tokens, c, vocab, 0));
+        self.op(
+            &EMBEDDING,
+            "forward_bf16",
+            &[&u, &self.dummy, ids, &self.dummy, y, &table.buf],
             self.groups_for(tokens as u64 * c as u64, 256),
         )
     }
@@ -267,7 +288,7 @@ impl Gpu {
         self.op(
             &EMBEDDING,
             "backward",
-            &[&u, &self.dummy, ids, dy, dtable],
+            &[&u, &self.dummy, ids, dy, dtable, &self.dummy],
             self.groups_for(c as u64, 256),
         )
     }

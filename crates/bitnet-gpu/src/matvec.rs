@@ -9,6 +9,7 @@
 
 use bitnet_core::Ternary;
 use bitnet_core::pack::gpu_words;
+use bitnet_core::safetensors::{Dtype, OwnedTensor};
 
 use crate::device::Gpu;
 use crate::error::GpuError;
@@ -39,17 +40,9 @@ pub const MATVEC_ROWS: u32 = 4;
 /// for the GEMM (measured on lavapipe: 8-row decode steps 1.6× faster than unpacking each step).
 pub const TERNARY_MATVEC_ROWS: u32 = 8;
 
-/// Invocations per workgroup (the shader's workgroup size).
-const LANES: u32 = 16;
-
-/// Column groups of 4 per invocation for an output width `n`: the most (up to 4) that still leaves
-/// at least 4 workgroups, so that software adapters spread a layer over their CPU threads.
-fn column_groups(n: u32) -> u32 {
-    [4, 2]
-        .into_iter()
-        .find(|&g| n.div_ceil(4 * g * LANES) >= 4)
-        .unwrap_or(1)
-}
+/// Output columns per workgroup: 16 invocations of 4 columns (few enough that a 576-wide layer
+/// spreads over 9 workgroups, hence over the CPU threads of a software adapter).
+const COLUMNS: u32 = 64;
 
 /// A ternary weight W = scale·q (out, inp) on the GPU in the packed layout of
 /// `bitnet_core::pack::gpu_words`.
@@ -58,6 +51,14 @@ pub struct TernaryWeight {
     pub scale: f32,
     pub out: u32,
     pub inp: u32,
+}
+
+/// A full-precision tensor kept bf16 on the GPU (a BF16 model's embedding and lm_head): two values
+/// per u32, the first in the low half, row-major (rows, cols).
+pub struct Bf16Weight {
+    pub buf: wgpu::Buffer,
+    pub rows: u32,
+    pub cols: u32,
 }
 
 #[repr(C)]
@@ -91,6 +92,48 @@ impl Gpu {
             out: out as u32,
             inp: inp as u32,
         })
+    }
+
+    /// Uploads `values` (rows, cols) as bf16 (values that came from a BF16 tensor round-trip
+    /// exactly).
+    pub fn upload_bf16(
+        &self,
+        name: &str,
+        values: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Bf16Weight, GpuError> {
+        if values.len() != rows * cols {
+            return Err(GpuError::Input(format!(
+                "tensor {name}: {} values cannot be a ({rows}, {cols}) tensor",
+                values.len()
+            )));
+        }
+        let t = OwnedTensor::float(name, vec![rows, cols], values, Dtype::BF16)
+            .map_err(|e| GpuError::Input(e.to_string()))?;
+        Ok(Bf16Weight {
+            buf: self.upload(name, &t.bytes)?,
+            rows: rows as u32,
+            cols: cols as u32,
+        })
+    }
+
+    /// y = x·Wᵀ (+ b) for a bf16 weight (rows of W = outputs), any number of rows (the weights
+    /// read once per [`MATVEC_ROWS`] rows).
+    pub fn matvec_bf16_op(
+        &self,
+        rows: u32,
+        x: &wgpu::Buffer,
+        w: &Bf16Weight,
+        bias: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+    ) -> Op {
+        let shape = LinearShape {
+            rows,
+            inp: w.cols,
+            out: w.rows,
+        };
+        self.matvec_with("matvec_bf16", shape, 1.0, x, &w.buf, bias, y)
     }
 
     /// y = x·Wᵀ (+ b) for f32 weights, each weight read once per [`MATVEC_ROWS`] rows.
@@ -182,17 +225,16 @@ impl Gpu {
             scale,
         };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let groups_per = column_groups(out);
+        let bf16_kernel = entry == "matvec_bf16";
         let constants = [
             ("ROWS", per as f64),
-            ("GROUPS", groups_per as f64),
-            ("ALIGNED", flag(inp % 4 == 0)),
+            // The bf16 kernel reads 8 weights per vec4 of words.
+            ("ALIGNED", flag(inp % if bf16_kernel { 8 } else { 4 } == 0)),
             ("HAS_BIAS", flag(bias.is_some())),
         ];
         let u = self.uniform("matvec.params", bytemuck::bytes_of(&params));
         let bufs = [&u, x, w, bias.unwrap_or(&self.dummy), y];
-        let columns = 4 * groups_per * LANES;
-        let groups = [out.div_ceil(columns).max(1), rows.div_ceil(per).max(1), 1];
+        let groups = [out.div_ceil(COLUMNS).max(1), rows.div_ceil(per).max(1), 1];
         self.op_with(&MATVEC, entry, &constants, &bufs, groups)
     }
 }

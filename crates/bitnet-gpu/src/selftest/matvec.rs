@@ -5,6 +5,7 @@
 use bitnet_core::Ternary;
 use bitnet_core::cpu::matmul as cm;
 use bitnet_core::pack::gpu_words;
+use bitnet_core::safetensors::{Dtype, rounded_to};
 
 use super::{Check, Rng, zeros};
 use crate::device::Gpu;
@@ -17,9 +18,9 @@ pub(super) async fn matvec_checks(
     rng: &mut Rng,
     out: &mut Vec<Check>,
 ) -> Result<(), GpuError> {
-    // (rows, inp, out): K % 4 != 0 and K < 64; K = 64·2 + 4 with 2 column groups per invocation;
-    // K % 64 = 0 over 7 rows (two row groups); a vocabulary-sized N (4 column groups); a prefill of
-    // 19 rows (the codes unpacked for the GEMM). No N is a multiple of an invocation's columns.
+    // (rows, inp, out): K % 4 != 0 and K < 64; K = 64·2 + 4 (K % 8 != 0 for bf16); K % 64 = 0 over
+    // 7 rows (two row groups); a vocabulary-sized N; a prefill of 19 rows (the codes unpacked for
+    // the GEMM). No N is a multiple of an invocation's 4 columns or a workgroup's 64.
     for (rows, inp, outf, bias) in [
         (1usize, 3usize, 5usize, true),
         (3, 53, 70, false),
@@ -94,6 +95,38 @@ pub(super) async fn matvec_checks(
             };
             format!("unpack_ternary + {}", plan.variant.kernel(&spec).0)
         };
+        // bf16 weights: the reference is the f32 product of the same values rounded to bf16.
+        let hw = gpu.upload_bf16("w bf16", &w, outf, inp)?;
+        let rounded = rounded_to(&w, Dtype::BF16);
+        let yh = zeros(gpu, "y bf16", rows * outf)?;
+        gpu.submit(&[gpu.matvec_bf16_op(shape.rows, &xb, &hw, bias_gpu, &yh)]);
+        let want_h = cm::linear_forward(&x, &rounded, bias_cpu, rows, inp, outf);
+        out.push(Check::compare(
+            format!("matvec_bf16 {tag}"),
+            &gpu.read_f32("y bf16", &yh, want_h.len()).await?,
+            &want_h,
+            1e-5,
+            1e-4,
+        ));
+        // The same table as a bf16 embedding: rows of W gathered by ids.
+        let ids: Vec<u32> = (0..rows as u32)
+            .map(|r| (r * 7 + 1) % outf as u32)
+            .collect();
+        let idb = gpu.upload("ids", bytemuck::cast_slice(&ids))?;
+        let e = zeros(gpu, "embedded", rows * inp)?;
+        let (r32, c32, v32) = (rows as u32, inp as u32, outf as u32);
+        gpu.submit(&[gpu.embedding_forward_bf16(r32, c32, v32, &hw, &idb, &e)]);
+        let want_e: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| rounded[i as usize * inp..(i as usize + 1) * inp].to_vec())
+            .collect();
+        out.push(Check::compare(
+            format!("embedding forward_bf16 {rows}x{inp} of {outf}"),
+            &gpu.read_f32("embedded", &e, want_e.len()).await?,
+            &want_e,
+            0.0,
+            0.0,
+        ));
         out.push(Check::compare(
             format!("{kernel} {tag}"),
             &gpu.read_f32("y ternary", &yt, want.len()).await?,
