@@ -4,7 +4,8 @@
 //! a small batch) runs its linear layers through the matrix–vector kernels, others through the
 //! GEMM. Ternary projections (a packed file, or a folder ternarized on load) stay packed on the GPU
 //! at 2 bits per weight: decode steps read the codes directly, a prefill unpacks one projection at
-//! a time into a scratch buffer for the GEMM (shaders/matvec.wgsl).
+//! a time into a scratch buffer for the GEMM (shaders/matvec.wgsl). A BF16 model's embedding and
+//! lm_head stay bf16 (F16 ones are widened to f32: see matvec.wgsl).
 //!
 //! Prompts are right-padded to the longest: causal attention keeps every real position blind to
 //! the padding after it, the logits come from each prompt's own last position, and each sequence's
@@ -20,13 +21,14 @@ use bitnet_core::cpu::model::{POST_ATTN_NORM_EPS, extra_norms, post_attn_norm_na
 use bitnet_core::cpu::rope::rope_tables_of;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::Ternary;
+use bitnet_core::safetensors::Dtype;
 use bitnet_core::sample::{SampleRng, Sampling, sample};
 
 use crate::decode::{DecodeShape, MAX_CACHE};
 use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::matmul::{GemmPlan, LinearShape};
-use crate::matvec::{MATVEC_ROWS, TernaryWeight};
+use crate::matvec::{Bf16Weight, MATVEC_ROWS, TernaryWeight};
 use crate::ops::Op;
 
 /// What to generate.
@@ -67,6 +69,8 @@ pub struct Generator {
     weights: BTreeMap<String, (wgpu::Buffer, Vec<usize>)>,
     /// The ternary projections, packed.
     ternary: BTreeMap<String, TernaryWeight>,
+    /// The embedding and lm_head of a BF16 model, kept bf16.
+    bf16: BTreeMap<String, Bf16Weight>,
     /// One unpacked projection at a time, for passes of more than [`MATVEC_ROWS`] rows.
     unpacked: Option<wgpu::Buffer>,
     /// Whether passes of at most [`MATVEC_ROWS`] rows use the matrix–vector kernel for
@@ -121,16 +125,19 @@ enum Pass {
 impl Generator {
     /// Uploads the model: the tensors of `ternary` (codes and scale, by name) packed, every other
     /// tensor of the parameter table from `weights` (f32, by name; a ternary tensor's f32 values
-    /// there are not uploaded). The post-attention norm and SubLN gains of a model trained with
-    /// them are used when present.
+    /// there are not uploaded) — the embedding and lm_head as bf16 when `dtypes` says the model
+    /// stores them so (their values round-trip exactly), everything else f32. The post-attention
+    /// norm and SubLN gains of a model trained with them are used when present.
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         weights: &BTreeMap<String, Vec<f32>>,
         ternary: &BTreeMap<String, Ternary>,
+        dtypes: &BTreeMap<String, Dtype>,
     ) -> Result<Generator, GpuError> {
         let mut bufs = BTreeMap::new();
         let mut packed = BTreeMap::new();
+        let mut bf16 = BTreeMap::new();
         let post_attn_norm = weights.contains_key(&post_attn_norm_name(0));
         let subln = weights.contains_key(&subln_names(0)[0]);
         let mut names: Vec<(String, Vec<usize>)> = param_table(cfg)
@@ -166,6 +173,14 @@ impl Generator {
                     values.len()
                 )));
             }
+            let embedding_or_head = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+            if embedding_or_head && dtypes.get(&name) == Some(&Dtype::BF16) {
+                bf16.insert(
+                    name.clone(),
+                    gpu.upload_bf16(&name, values, shape[0], shape[1])?,
+                );
+                continue;
+            }
             let buf = gpu.upload_f32(&name, values)?;
             bufs.insert(name, (buf, shape));
         }
@@ -177,6 +192,7 @@ impl Generator {
             cfg: cfg.clone(),
             weights: bufs,
             ternary: packed,
+            bf16,
             unpacked,
             matvec: true,
             post_attn_norm,
@@ -187,10 +203,11 @@ impl Generator {
 
     /// Bytes of the model's weights on the GPU (packed ternary projections at 2 bits per weight
     /// plus row padding to 64 weights, and the f32 scratch of one unpacked projection for passes
-    /// of many rows; everything else f32).
+    /// of many rows; a BF16 model's embedding and lm_head 2 bytes each; everything else f32).
     pub fn weight_bytes(&self) -> u64 {
         let f32s: u64 = self.weights.values().map(|(b, _)| b.size()).sum();
-        f32s + self.packed_bytes() + self.unpacked.as_ref().map_or(0, |b| b.size())
+        let bf16: u64 = self.bf16.values().map(|t| t.buf.size()).sum();
+        f32s + bf16 + self.packed_bytes() + self.unpacked.as_ref().map_or(0, |b| b.size())
     }
 
     /// Bytes of the packed ternary projections on the GPU.
@@ -267,6 +284,10 @@ impl Generator {
             ops.extend(gpu.ternary_linear(self.plan, rows, x, t, bias, scratch, y));
             return;
         }
+        if let Some(t) = self.bf16.get(&wname) {
+            ops.push(gpu.matvec_bf16_op(rows, x, t, bias, y));
+            return;
+        }
         let (wt, shape) = &self.weights[&wname];
         let (out, inp) = (shape[0] as u32, shape[1] as u32);
         let shape = LinearShape { rows, inp, out };
@@ -304,14 +325,11 @@ impl Generator {
             d,
             cap: w.cap,
         };
-        let mut ops = vec![gpu.embedding_forward(
-            rows,
-            h,
-            vocab,
-            self.w("model.embed_tokens.weight"),
-            &w.ids,
-            &w.x,
-        )];
+        let embed = "model.embed_tokens.weight";
+        let mut ops = vec![match self.bf16.get(embed) {
+            Some(t) => gpu.embedding_forward_bf16(rows, h, vocab, t, &w.ids, &w.x),
+            None => gpu.embedding_forward(rows, h, vocab, self.w(embed), &w.ids, &w.x),
+        }];
         for l in 0..cfg.num_hidden_layers {
             let pre = format!("model.layers.{l}");
             let att = format!("{pre}.self_attn");

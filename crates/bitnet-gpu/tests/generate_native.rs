@@ -62,7 +62,14 @@ fn greedy_generation_matches_transformers_token_for_token() {
                 p.text
             );
         }
-        let gen_ = Generator::new(&gpu, &model.config, &params, &Default::default()).unwrap();
+        let gen_ = Generator::new(
+            &gpu,
+            &model.config,
+            &params,
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         let prompts: Vec<Vec<u32>> = fx.prompts.iter().map(|p| p.ids.clone()).collect();
         let lens: std::collections::BTreeSet<usize> = prompts.iter().map(Vec::len).collect();
         assert_eq!(lens.len(), 3, "the batch mixes three prompt lengths");
@@ -104,7 +111,14 @@ fn sequences_of_a_batch_end_at_their_own_eos_or_budget() {
         .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
     let (model, params) = oracle::load("mistral");
     let fx = fixture("mistral");
-    let gen_ = Generator::new(&gpu, &model.config, &params, &Default::default()).unwrap();
+    let gen_ = Generator::new(
+        &gpu,
+        &model.config,
+        &params,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let prompts: Vec<Vec<u32>> = fx.prompts.iter().map(|p| p.ids.clone()).collect();
     let eos = fx.prompts[0].new_ids[3];
     let out = pollster::block_on(gen_.generate(
@@ -150,7 +164,8 @@ fn greedy_generation_of_a_subln_model_matches_the_cpu_reference() {
     let cfg = &model.config;
     let variant = oracle::variants().into_iter().find(|v| v.subln).unwrap();
     params.extend(oracle::extra_params("llama", &variant, cfg));
-    let gen_ = Generator::new(&gpu, cfg, &params, &Default::default()).unwrap();
+    let gen_ =
+        Generator::new(&gpu, cfg, &params, &Default::default(), &Default::default()).unwrap();
     let prompt = fixture("llama").prompts[0].ids.clone();
     let out = pollster::block_on(gen_.generate(
         &gpu,
@@ -188,7 +203,7 @@ fn greedy_generation_of_a_subln_model_matches_the_cpu_reference() {
 /// The ternary model (every projection ternarized, absmean) generated two ways — its projections
 /// packed at 2 bits per weight through the packed-weight kernel, and as f32 γ·q through the GEMM
 /// and the matrix–vector kernel — gives the same greedy tokens on every fixture, with logits within
-/// 1e-4·max|logit|, and the packed weights take under a tenth of the f32 projections' bytes.
+/// 1e-4·max|logit|, and the packed projections take 1/16 of their f32 bytes.
 #[test]
 fn packed_ternary_generation_matches_the_f32_ternary_model() {
     use bitnet_core::params::param_table;
@@ -208,13 +223,12 @@ fn packed_ternary_generation_matches_the_f32_ternary_model() {
                 codes.insert(spec.name, t);
             }
         }
-        let plain = Generator::new(&gpu, cfg, &params, &Default::default()).unwrap();
-        let packed = Generator::new(&gpu, cfg, &params, &codes).unwrap();
-        let saved = plain.weight_bytes() - packed.weight_bytes();
-        assert!(
-            saved as f64 > 0.9 * projection_bytes as f64,
-            "{name}: packing saved {saved} of {projection_bytes} bytes"
-        );
+        let plain =
+            Generator::new(&gpu, cfg, &params, &Default::default(), &Default::default()).unwrap();
+        let packed = Generator::new(&gpu, cfg, &params, &codes, &Default::default()).unwrap();
+        // 2 bits per weight, rows padded to 64 weights (these rows are 64 or 128 long: no padding).
+        assert_eq!(packed.packed_bytes() * 16, projection_bytes, "{name}");
+        assert!(packed.weight_bytes() < plain.weight_bytes(), "{name}");
         let prompts: Vec<Vec<u32>> = fixture(name)
             .prompts
             .iter()
@@ -249,5 +263,60 @@ fn packed_ternary_generation_matches_the_f32_ternary_model() {
                 "{name}: logits differ by {worst:e} (max {max})"
             );
         }
+    }
+}
+
+/// A BF16 model's embedding and lm_head kept bf16 on the GPU give the tokens and logits of the same
+/// values widened to f32, with half their bytes.
+#[test]
+fn a_bf16_embedding_generates_like_its_f32_widening() {
+    use bitnet_core::safetensors::Dtype;
+    let gpu = pollster::block_on(Gpu::new())
+        .expect("a GPU adapter is required for this test (install mesa-vulkan-drivers)");
+    let (model, params) = oracle::load("llama-bf16");
+    let cfg = &model.config;
+    let dtypes = model
+        .tensors
+        .iter()
+        .map(|l| (l.spec.name.clone(), l.info.dtype))
+        .collect();
+    let (no_codes, no_dtypes) = (Default::default(), Default::default());
+    let wide = Generator::new(&gpu, cfg, &params, &no_codes, &no_dtypes).unwrap();
+    let narrow = Generator::new(&gpu, cfg, &params, &no_codes, &dtypes).unwrap();
+    // The embedding and the (untied) lm_head: 2 bytes a value instead of 4.
+    assert!(!cfg.tie_word_embeddings);
+    let f32_bytes: u64 = ["model.embed_tokens.weight", "lm_head.weight"]
+        .iter()
+        .map(|n| 4 * params[*n].len() as u64)
+        .sum();
+    assert_eq!(wide.weight_bytes() - narrow.weight_bytes(), f32_bytes / 2);
+    assert_eq!(dtypes["model.embed_tokens.weight"], Dtype::BF16);
+    let prompts: Vec<Vec<u32>> = fixture("llama")
+        .prompts
+        .iter()
+        .map(|p| p.ids.clone())
+        .collect();
+    let run = |g: &Generator| {
+        pollster::block_on(g.generate(&gpu, &prompts, &greedy(8, vec![]), &|| 0.0, &mut |_, _| {}))
+            .unwrap()
+    };
+    let (want, got) = (run(&wide), run(&narrow));
+    assert_eq!(got.tokens, want.tokens);
+    for (g, w) in got
+        .logits
+        .iter()
+        .flatten()
+        .zip(want.logits.iter().flatten())
+    {
+        let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-5 * max,
+            "logits differ by {worst:e} (max {max})"
+        );
     }
 }

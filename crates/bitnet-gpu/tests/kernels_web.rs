@@ -191,7 +191,14 @@ async fn greedy_generation_gives_the_transformers_tokens_in_browser() {
         .iter()
         .map(|p| ids(&p["ids"]))
         .collect();
-    let g = Generator::new(&gpu, &model.config, &weights, &Default::default()).unwrap();
+    let g = Generator::new(
+        &gpu,
+        &model.config,
+        &weights,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let opts = GenerateOptions {
         max_new_tokens: fx["max_new_tokens"].as_u64().unwrap() as usize,
         sampling: Sampling::Greedy,

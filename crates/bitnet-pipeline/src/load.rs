@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bitnet_core::model::{MemoryFiles, Model, ModelFiles};
 use bitnet_core::packed::PackedModel;
 use bitnet_core::quant::{Quantizer, Ternary};
-use bitnet_core::safetensors::SafeTensors;
+use bitnet_core::safetensors::{Dtype, SafeTensors};
 use bitnet_core::selfgen::{ChatTemplate, eos_ids};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, cpu};
@@ -36,6 +36,9 @@ pub struct Loaded {
     /// The codes and scale of every ternary tensor (empty for a full-precision model): generation
     /// runs them packed; `weights` holds them as γ·q too.
     pub codes: BTreeMap<String, Ternary>,
+    /// How the model stores each full-precision tensor (a BF16 model's embedding and lm_head stay
+    /// bf16 on the GPU for generation).
+    pub dtypes: BTreeMap<String, Dtype>,
 }
 
 impl Loaded {
@@ -150,6 +153,11 @@ pub async fn load_folder<F: ModelFiles>(
     }
     let weights = model.all_f32(files).await.map_err(err)?;
     let tokenizer = tokenizer_of(name, &model)?;
+    let dtypes = model
+        .tensors
+        .iter()
+        .map(|l| (l.spec.name.clone(), l.info.dtype))
+        .collect();
     Ok(Loaded {
         name: name.to_string(),
         model,
@@ -159,6 +167,7 @@ pub async fn load_folder<F: ModelFiles>(
         chat,
         ternary: false,
         codes: BTreeMap::new(),
+        dtypes,
     })
 }
 
@@ -223,6 +232,14 @@ pub async fn load_packed(
         .map(|n| Ok((n.clone(), packed.ternary(n)?)))
         .collect::<bitnet_core::Result<_>>()
         .map_err(err)?;
+    let dtypes = packed
+        .st
+        .header
+        .tensors
+        .iter()
+        .filter(|t| !packed.is_ternary_part(&t.name))
+        .map(|t| (t.name.clone(), t.dtype))
+        .collect();
     Ok(Loaded {
         name: name.to_string(),
         model,
@@ -232,5 +249,6 @@ pub async fn load_packed(
         chat: None,
         ternary: true,
         codes,
+        dtypes,
     })
 }

@@ -245,7 +245,7 @@ pub async fn selfgen<S: Store>(
     } else {
         store.put(out, b"").await?;
     }
-    let generator = Generator::new(gpu, &m.model.config, &m.weights, &m.codes)?;
+    let generator = Generator::new(gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
     let now = clock();
     let (mut tokens, mut ms) = (0usize, 0f64);
     while state.counts.kept < cfg.num && state.counts.attempts < max_attempts {

@@ -7,6 +7,7 @@ use bitnet_core::config::ModelConfig;
 use bitnet_core::limits::at_least;
 use bitnet_core::params::param_table;
 use bitnet_core::quant::Quantizer;
+use bitnet_core::safetensors::Dtype;
 use bitnet_core::summary::{MemoryPlan, human_bytes};
 use bitnet_gpu::selftest::Rng;
 use bitnet_pipeline::Store;
@@ -65,7 +66,8 @@ enum BenchWhat {
         /// A model folder (ternarized on load, absmean) or a packed file.
         #[arg(long, conflicts_with = "shape")]
         model: Option<PathBuf>,
-        /// A named shape with random weights: llama-256 or llama-135m (SmolLM2-135M's shape).
+        /// A named shape with random weights, the embedding stored BF16: llama-256 or llama-135m
+        /// (SmolLM2-135M's shape).
         #[arg(long, default_value = "llama-135m")]
         shape: String,
         /// Sequences decoded together.
@@ -139,11 +141,11 @@ fn decode(
     ])
     .map_err(CliError::Usage)?;
     let gpu = super::gpu()?;
-    let (name, cfg, weights, codes) = match model {
+    let (name, cfg, weights, codes, dtypes) = match model {
         Some(path) => {
             let ctx = bitnet_pipeline::Ctx::quiet(&gpu);
             let m = super::generate::load(&ctx, &path, true, Quantizer::Absmean)?;
-            (m.name, m.model.config, m.weights, m.codes)
+            (m.name, m.model.config, m.weights, m.codes, m.dtypes)
         }
         None => {
             let cfg = named_shape(shape)?;
@@ -156,7 +158,9 @@ fn decode(
                     (p.name, t)
                 })
                 .collect();
-            (shape.to_string(), cfg, weights, codes)
+            // Stored like the models the shapes are named after: the embedding in BF16.
+            let dtypes = [("model.embed_tokens.weight".to_string(), Dtype::BF16)].into();
+            (shape.to_string(), cfg, weights, codes, dtypes)
         }
     };
     let (context, field) = cfg.context();
@@ -172,6 +176,7 @@ fn decode(
         &cfg,
         &weights,
         &codes,
+        &dtypes,
         bitnet_gpu::bench::DecodeWork {
             batch,
             prompt_tokens,
@@ -188,7 +193,7 @@ fn decode(
     );
     for run in &r.runs {
         println!(
-            "{:<15} prefill {:>8.1} tokens/s  decode {:>7.2} tokens/s  weights {:>10} (projections {})",
+            "{:<31} prefill {:>8.1} tokens/s  decode {:>7.2} tokens/s  weights {:>10} (projections {})",
             run.kernels,
             run.prefill_tokens_per_s,
             run.decode_tokens_per_s,

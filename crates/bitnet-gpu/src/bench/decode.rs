@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::quant::Ternary;
+use bitnet_core::safetensors::Dtype;
 use bitnet_core::sample::Sampling;
 
 use super::Rng;
@@ -18,7 +19,7 @@ use crate::generate::{GenerateOptions, Generator};
 /// One way of running the model.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DecodeRun {
-    /// "f32 gemm", "f32 matvec" or "packed ternary".
+    /// "f32 gemm", "f32 matvec" or "packed ternary" (+ "bf16 embedding").
     pub kernels: String,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
@@ -52,8 +53,9 @@ pub struct DecodeBench {
     pub packed_bytes_ratio: f64,
 }
 
-/// Generates `work` greedy (no end-of-sequence) with `weights` (f32) and the ternary `codes` of
-/// the projections (the packed run); the prefill and the decode steps are timed separately, after
+/// Generates `work` greedy (no end-of-sequence) with `weights` (f32), and in the packed run with
+/// the ternary `codes` of the projections and the embedding and lm_head bf16 where `dtypes` says
+/// the model stores them so; the prefill and the decode steps are timed separately, after
 /// a first call that compiles the pipelines.
 pub async fn bench_decode(
     gpu: &Gpu,
@@ -61,6 +63,7 @@ pub async fn bench_decode(
     cfg: &ModelConfig,
     weights: &BTreeMap<String, Vec<f32>>,
     codes: &BTreeMap<String, Ternary>,
+    dtypes: &BTreeMap<String, Dtype>,
     work: DecodeWork,
 ) -> Result<DecodeBench, GpuError> {
     let DecodeWork {
@@ -90,12 +93,24 @@ pub async fn bench_decode(
     let none = BTreeMap::new();
     let f32_projections: u64 = codes.values().map(|t| 4 * t.codes.len() as u64).sum();
     let mut runs = Vec::new();
+    let no_dtypes = BTreeMap::new();
+    let bf16 = dtypes.values().any(|&d| d == Dtype::BF16);
+    let packed_name = if bf16 {
+        "packed ternary + bf16 embedding"
+    } else {
+        "packed ternary"
+    };
     for (kernels, matvec, packed) in [
         ("f32 gemm", false, false),
         ("f32 matvec", true, false),
-        ("packed ternary", true, true),
+        (packed_name, true, true),
     ] {
-        let mut g = Generator::new(gpu, cfg, weights, if packed { codes } else { &none })?;
+        let (c, d) = if packed {
+            (codes, dtypes)
+        } else {
+            (&none, &no_dtypes)
+        };
+        let mut g = Generator::new(gpu, cfg, weights, c, d)?;
         g.matvec = matvec;
         let warm = GenerateOptions {
             max_new_tokens: 2,
