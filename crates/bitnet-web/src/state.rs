@@ -154,6 +154,8 @@ pub struct GenSide {
     pub text: String,
     pub tokens: usize,
     pub tokens_per_s: Option<f64>,
+    /// Bytes of the model's weights on the GPU while it generated.
+    pub gpu_weight_bytes: Option<u64>,
     pub error: Option<String>,
 }
 

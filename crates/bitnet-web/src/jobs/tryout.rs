@@ -110,6 +110,7 @@ async fn side_by_side_inner(
             s.text = c.text.clone();
             s.tokens = c.tokens.len();
             s.tokens_per_s = Some(c.decode_tokens_per_s);
+            s.gpu_weight_bytes = Some(c.gpu_weight_bytes);
         });
     }
     Ok(())

@@ -133,7 +133,12 @@ fn side(id: &'static str, s: GenSide) -> impl IntoView {
                 s.text.clone()
             }}</p>
             <p class="muted">{match s.tokens_per_s {
-                Some(t) => format!("{} tokens, {:.1} tokens/s", s.tokens, t),
+                Some(t) => format!(
+                    "{} tokens, {:.1} tokens/s, {} of weights on the GPU",
+                    s.tokens,
+                    t,
+                    bitnet_core::summary::human_bytes(s.gpu_weight_bytes.unwrap_or(0))
+                ),
                 None if s.tokens > 0 => format!("{} tokens…", s.tokens),
                 None => String::new(),
             }}</p>
