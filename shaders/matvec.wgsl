@@ -102,8 +102,28 @@ fn store(r0: u32, gid: vec3<u32>, acc: Acc, scale: f32) {
     }
 }
 
-fn w_f32(e: u32) -> f32 {
+// Weight e of W as f32 or bf16.
+fn weight_at(e: u32, bf16: bool) -> f32 {
+    if (bf16) {
+        return halves(w[e / 8u][(e / 2u) % 4u])[e % 2u];
+    }
     return bitcast<f32>(w[e / 4u][e % 4u]);
+}
+
+// The product over rows of K that do not start on a vec4 (of f32s, or of bf16 words): one weight
+// per column at a time (row 0 of wm), x through the masked path.
+fn unaligned(j: vec4<u32>, r0: u32, acc: ptr<function, Acc>, bf16: bool) {
+    let z = vec3<f32>(0.0);
+    for (var q = 0u; q < p.k; q = q + 1u) {
+        let e = j * p.k + vec4<u32>(q);
+        let wm = mat4x4<f32>(
+            vec4<f32>(weight_at(e.x, bf16), z),
+            vec4<f32>(weight_at(e.y, bf16), z),
+            vec4<f32>(weight_at(e.z, bf16), z),
+            vec4<f32>(weight_at(e.w, bf16), z),
+        );
+        step(acc, r0, q, true, wm);
+    }
 }
 
 @compute @workgroup_size(16)
@@ -123,18 +143,7 @@ fn matvec_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
             step(&acc, r0, 4u * q, false, wm);
         }
     } else {
-        // One weight per column at a time (row 0 of wm), x through the masked path.
-        let z = vec3<f32>(0.0);
-        for (var q = 0u; q < p.k; q = q + 1u) {
-            let e = j * p.k + vec4<u32>(q);
-            let wm = mat4x4<f32>(
-                vec4<f32>(w_f32(e.x), z),
-                vec4<f32>(w_f32(e.y), z),
-                vec4<f32>(w_f32(e.z), z),
-                vec4<f32>(w_f32(e.w), z),
-            );
-            step(&acc, r0, q, true, wm);
-        }
+        unaligned(j, r0, &acc, false);
     }
     store(r0, gid, acc, 1.0);
 }
@@ -144,9 +153,6 @@ fn halves(word: u32) -> vec2<f32> {
     return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
 
-fn bf16_at(e: u32) -> f32 {
-    return halves(w[e / 8u][(e / 2u) % 4u])[e % 2u];
-}
 
 @compute @workgroup_size(16)
 fn matvec_bf16(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -176,17 +182,7 @@ fn matvec_bf16(@builtin(global_invocation_id) gid: vec3<u32>) {
             step(&acc, r0, 8u * q + 4u, false, hi);
         }
     } else {
-        let z = vec3<f32>(0.0);
-        for (var q = 0u; q < p.k; q = q + 1u) {
-            let e = j * p.k + vec4<u32>(q);
-            let wm = mat4x4<f32>(
-                vec4<f32>(bf16_at(e.x), z),
-                vec4<f32>(bf16_at(e.y), z),
-                vec4<f32>(bf16_at(e.z), z),
-                vec4<f32>(bf16_at(e.w), z),
-            );
-            step(&acc, r0, q, true, wm);
-        }
+        unaligned(j, r0, &acc, true);
     }
     store(r0, gid, acc, 1.0);
 }

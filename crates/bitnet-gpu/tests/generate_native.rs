@@ -229,40 +229,7 @@ fn packed_ternary_generation_matches_the_f32_ternary_model() {
         // 2 bits per weight, rows padded to 64 weights (these rows are 64 or 128 long: no padding).
         assert_eq!(packed.packed_bytes() * 16, projection_bytes, "{name}");
         assert!(packed.weight_bytes() < plain.weight_bytes(), "{name}");
-        let prompts: Vec<Vec<u32>> = fixture(name)
-            .prompts
-            .iter()
-            .map(|p| p.ids.clone())
-            .collect();
-        let run = |g: &Generator| {
-            pollster::block_on(g.generate(
-                &gpu,
-                &prompts,
-                &greedy(8, vec![]),
-                &|| 0.0,
-                &mut |_, _| {},
-            ))
-            .unwrap()
-        };
-        let (want, got) = (run(&plain), run(&packed));
-        assert_eq!(got.tokens, want.tokens, "{name}");
-        for (g, w) in got
-            .logits
-            .iter()
-            .flatten()
-            .zip(want.logits.iter().flatten())
-        {
-            let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let worst = g
-                .iter()
-                .zip(w)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst <= 1e-4 * max,
-                "{name}: logits differ by {worst:e} (max {max})"
-            );
-        }
+        same_greedy(&gpu, name, &packed, &plain, 1e-4);
     }
 }
 
@@ -291,17 +258,23 @@ fn a_bf16_embedding_generates_like_its_f32_widening() {
         .sum();
     assert_eq!(wide.weight_bytes() - narrow.weight_bytes(), f32_bytes / 2);
     assert_eq!(dtypes["model.embed_tokens.weight"], Dtype::BF16);
-    let prompts: Vec<Vec<u32>> = fixture("llama")
+    same_greedy(&gpu, "llama", &narrow, &wide, 1e-5);
+}
+
+/// `got` and `want` generate the same 8 greedy tokens from fixture `name`'s prompts (one batch),
+/// every step's logits within `tol`·max|logit|.
+fn same_greedy(gpu: &Gpu, name: &str, got: &Generator, want: &Generator, tol: f32) {
+    let prompts: Vec<Vec<u32>> = fixture(name)
         .prompts
         .iter()
         .map(|p| p.ids.clone())
         .collect();
     let run = |g: &Generator| {
-        pollster::block_on(g.generate(&gpu, &prompts, &greedy(8, vec![]), &|| 0.0, &mut |_, _| {}))
+        pollster::block_on(g.generate(gpu, &prompts, &greedy(8, vec![]), &|| 0.0, &mut |_, _| {}))
             .unwrap()
     };
-    let (want, got) = (run(&wide), run(&narrow));
-    assert_eq!(got.tokens, want.tokens);
+    let (got, want) = (run(got), run(want));
+    assert_eq!(got.tokens, want.tokens, "{name}");
     for (g, w) in got
         .logits
         .iter()
@@ -315,8 +288,8 @@ fn a_bf16_embedding_generates_like_its_f32_widening() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(
-            worst <= 1e-5 * max,
-            "logits differ by {worst:e} (max {max})"
+            worst <= tol * max,
+            "{name}: logits differ by {worst:e} (max {max})"
         );
     }
 }
