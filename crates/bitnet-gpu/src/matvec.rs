@@ -133,7 +133,9 @@ impl Gpu {
             inp: w.cols,
             out: w.rows,
         };
-        self.matvec_with("matvec_bf16", shape, 1.0, x, &w.buf, bias, y)
+        // 8 bf16 weights per vec4 of words.
+        let aligned = w.cols.is_multiple_of(8);
+        self.matvec_with("matvec_bf16", shape, aligned, 1.0, x, &w.buf, bias, y)
     }
 
     /// y = x·Wᵀ (+ b) for f32 weights, each weight read once per [`MATVEC_ROWS`] rows.
@@ -145,7 +147,8 @@ impl Gpu {
         bias: Option<&wgpu::Buffer>,
         y: &wgpu::Buffer,
     ) -> Op {
-        self.matvec_with("matvec_f32", shape, 1.0, x, w, bias, y)
+        let aligned = shape.inp.is_multiple_of(4);
+        self.matvec_with("matvec_f32", shape, aligned, 1.0, x, w, bias, y)
     }
 
     /// y = scale·x·qᵀ (+ b) for a packed ternary weight, the codes read directly (once per
@@ -163,7 +166,18 @@ impl Gpu {
             inp: w.inp,
             out: w.out,
         };
-        self.matvec_with("matvec_ternary", shape, w.scale, x, &w.words, bias, y)
+        // (Codes are always aligned; x rows are vec4s when inp % 4 == 0.)
+        let aligned = w.inp.is_multiple_of(4);
+        self.matvec_with(
+            "matvec_ternary",
+            shape,
+            aligned,
+            w.scale,
+            x,
+            &w.words,
+            bias,
+            y,
+        )
     }
 
     /// scratch[..out·inp] = scale·q of a packed ternary weight, row-major (out, inp).
@@ -206,10 +220,13 @@ impl Gpu {
         ops
     }
 
+    /// One dispatch of `entry`; `aligned` is its ALIGNED constant (rows of W and x start on the
+    /// vec4s the kernel reads).
     fn matvec_with(
         &self,
         entry: &'static str,
         shape: LinearShape,
+        aligned: bool,
         scale: f32,
         x: &wgpu::Buffer,
         w: &wgpu::Buffer,
@@ -225,11 +242,9 @@ impl Gpu {
             scale,
         };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let bf16_kernel = entry == "matvec_bf16";
         let constants = [
             ("ROWS", per as f64),
-            // The bf16 kernel reads 8 weights per vec4 of words.
-            ("ALIGNED", flag(inp % if bf16_kernel { 8 } else { 4 } == 0)),
+            ("ALIGNED", flag(aligned)),
             ("HAS_BIAS", flag(bias.is_some())),
         ];
         let u = self.uniform("matvec.params", bytemuck::bytes_of(&params));
