@@ -63,6 +63,8 @@ enum Command {
     Bench(bench::Args),
     /// Write a Hugging Face folder with the dequantized weights (γ·q), config and tokenizer.
     Unpack(unpack::Args),
+    /// Write a model in a format other tools run: GGUF (llama.cpp), transformers' packed BitNet.
+    Export(export::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Schedule(a) => schedule::run(a, json),
         Command::Pack(a) => pack::run(a, json),
         Command::Unpack(a) => unpack::run(a, json),
+        Command::Export(a) => export::run(a, json),
         Command::Grads(a) => grads::run(a, json),
         Command::Train(a) => train::run(a, json),
         Command::Generate(a) => generate::run(a, json),

@@ -1,5 +1,5 @@
 //! The filesystem side of the CLI: a model folder as [`ModelFiles`] (reads only the byte ranges
-//! asked for), and a directory as the pipeline's [`Store`] — every file a command writes goes
+//! asked for; a `.gguf` file is read whole and converted to a folder in memory), and a directory as the pipeline's [`Store`] — every file a command writes goes
 //! through it: written under a temporary name, synced, then renamed over the final name, so a kill
 //! or a full disk leaves the old file or the new one, never a cut one.
 
@@ -7,19 +7,47 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use bitnet_core::{CoreError, ModelFiles};
+use bitnet_core::{CoreError, MemoryFiles, ModelFiles};
 use bitnet_pipeline::{Store, StoreError};
 
 use crate::error::CliError;
 
-/// The files of one folder.
+/// The files of one folder, or of the folder a GGUF file converts to.
 pub struct DirFiles {
     dir: PathBuf,
     names: Vec<(String, u64)>,
+    gguf: Option<MemoryFiles>,
+}
+
+/// Whether `path` names a GGUF model file.
+pub fn is_gguf(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 impl DirFiles {
     pub fn open(dir: &Path) -> Result<Self, CliError> {
+        if is_gguf(dir) {
+            let bytes = std::fs::read(dir).map_err(|e| CliError::io(dir, e))?;
+            let name = dir.display().to_string();
+            let files = bitnet_core::gguf::import::to_hf_files(&name, &bytes)
+                .map_err(|e| CliError::input(&name, e))?;
+            let files = MemoryFiles(files);
+            return Ok(DirFiles {
+                dir: dir.to_path_buf(),
+                names: files
+                    .names()
+                    .into_iter()
+                    .map(|n| {
+                        let size = files.size(&n).unwrap_or(0);
+                        (n, size)
+                    })
+                    .collect(),
+                gguf: Some(files),
+            });
+        }
         let entries = std::fs::read_dir(dir)
             .map_err(|e| CliError::io(dir, format!("cannot read the model folder: {e}")))?;
         let mut names = Vec::new();
@@ -36,6 +64,7 @@ impl DirFiles {
         Ok(DirFiles {
             dir: dir.to_path_buf(),
             names,
+            gguf: None,
         })
     }
 
@@ -52,6 +81,9 @@ impl ModelFiles for DirFiles {
         self.names.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
     }
     async fn read_range(&self, name: &str, start: u64, end: u64) -> bitnet_core::Result<Vec<u8>> {
+        if let Some(files) = &self.gguf {
+            return files.read_range(name, start, end).await;
+        }
         let io = |e: std::io::Error| CoreError::Invalid(format!("{}: {e}", self.path(name)));
         let mut f = File::open(self.dir.join(name)).map_err(io)?;
         f.seek(SeekFrom::Start(start)).map_err(io)?;

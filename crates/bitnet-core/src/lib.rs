@@ -7,6 +7,8 @@ pub mod config;
 pub mod cpu;
 pub mod dataset;
 pub mod error;
+pub mod gguf;
+pub mod hf_bitnet;
 pub mod limits;
 pub mod model;
 pub mod pack;

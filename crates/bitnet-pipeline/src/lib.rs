@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod events;
+pub mod export;
 pub mod generate;
 pub mod grads;
 pub mod load;

@@ -45,7 +45,7 @@ pub struct Args {
 /// with the post-attention norm gains a training run wrote beside it.
 pub fn load(ctx: &Ctx<'_>, path: &Path, ternary: bool, quantizer: Quantizer) -> CliResult<Loaded> {
     let name = path.display().to_string();
-    if path.is_dir() {
+    if path.is_dir() || crate::store::is_gguf(path) {
         let files = DirFiles::open(path)?;
         return Ok(pollster::block_on(load_folder(
             Some(ctx.gpu),

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod demo;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod grads;
 pub mod info;

@@ -37,10 +37,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
-    if !a.model.is_dir() {
+    if !a.model.is_dir() && !crate::store::is_gguf(&a.model) {
         return Err(CliError::io(
             &a.model,
-            "`bitnet run` needs a Hugging Face model folder (config.json, tokenizer.json, *.safetensors)",
+            "`bitnet run` needs a Hugging Face model folder (config.json, tokenizer.json, *.safetensors) or a .gguf file",
         ));
     }
     let (templates, templates_name) = a.generation.templates()?;
