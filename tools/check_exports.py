@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Checks `bitnet export` against the tools that read its formats, run by hand:
+
+    /tmp/fx/bin/pip install gguf torch transformers safetensors numpy
+    cargo build -p bitnet-cli && /tmp/fx/bin/python tools/check_exports.py
+
+For every model fixture: `bitnet pack`, `bitnet unpack` (γ·q in F32, the reference), then
+- gguf-tq2_0 / gguf-tq1_0 read by gguf-py's GGUFReader: every tensor dequantized by gguf-py
+  (rows of q/k permuted back) equals γ·q up to the f16 block scale; every TQ tensor's bytes equal
+  gguf-py's own `quantize` of those values (bit-identical blocks); the F16 fallback is listed;
+- hf-bitnet: transformers' own `unpack_weights` gives our codes and weight_scale = 1/γ.
+Prints a Markdown table for docs/FORMAT.md.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from gguf import GGUFReader, quants
+from safetensors.numpy import load_file
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+BITNET = os.path.join(ROOT, "target", "debug", "bitnet")
+
+
+def bitnet(*args):
+    r = subprocess.run([BITNET, *args], capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"bitnet {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+def unpermute(x, heads):
+    return x.reshape(heads, x.shape[0] // heads // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+
+
+HF = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
+      "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+      "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+
+def hf_name(n):
+    if n.startswith("blk."):
+        _, l, part, suffix = n.split(".")
+        return f"model.layers.{l}.{HF[part]}.{suffix}"
+    stem, suffix = n.split(".")
+    return {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}[stem] + "." + suffix
+
+
+def check_gguf(path, ref, cfg, ternary):
+    r = GGUFReader(path)
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+    worst, identical, fallback = 0.0, 0, 0
+    for t in r.tensors:
+        name = hf_name(t.name)
+        v = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(ref[name].shape)
+        heads = {"q_proj": cfg["num_attention_heads"], "k_proj": cfg["num_key_value_heads"]}
+        h = next((x for k, x in heads.items() if f".{k}." in name), None)
+        if h and arch == "llama":
+            v = unpermute(v, h)
+        want = ref[name]
+        if name in ternary:
+            scale = np.abs(want).max()
+            err = np.abs(v - want).max() / scale
+            worst = max(worst, err)
+            if t.tensor_type.name.startswith("TQ"):
+                raw = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1, t.shape[0])
+                again = quants.quantize(raw, t.tensor_type)
+                identical += int(np.array_equal(again.reshape(-1), np.asarray(t.data).reshape(-1)))
+            else:
+                fallback += 1
+        else:
+            assert np.abs(v - want).max() <= 1e-3 * max(np.abs(want).max(), 1.0), name
+    return arch, worst, identical, fallback
+
+
+def check_hf_bitnet(folder, ref, ternary):
+    import torch
+    from transformers.integrations.bitnet import unpack_weights
+    st = load_file(os.path.join(folder, "model.safetensors"))
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    assert cfg["quantization_config"]["quant_method"] == "bitnet"
+    worst = 0.0
+    for name in ternary:
+        q = unpack_weights(torch.from_numpy(st[name]), dtype=torch.float32).numpy()
+        scale = 1.0 / st[name.replace(".weight", ".weight_scale")][0]
+        worst = max(worst, np.abs(q * scale - ref[name]).max() / np.abs(ref[name]).max())
+    return worst
+
+
+def wide(d):
+    """The llama fixture's tokenizer on a random one-layer Llama whose rows are 256 and 512 long,
+    so that its projections are TQ blocks rather than the F16 fallback."""
+    import shutil
+    from safetensors.numpy import save_file
+    src = os.path.join(ROOT, "tests", "fixtures", "llama")
+    out = os.path.join(d, "wide")
+    os.makedirs(out)
+    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
+        shutil.copy(os.path.join(src, f), out)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    cfg.update(hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=2,
+               num_key_value_heads=1, head_dim=128)
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
+    g = np.random.default_rng(15)
+    h, i, v = 256, 512, cfg["vocab_size"]
+    shapes = {"model.embed_tokens.weight": (v, h), "lm_head.weight": (v, h), "model.norm.weight": (h,),
+              "model.layers.0.input_layernorm.weight": (h,), "model.layers.0.post_attention_layernorm.weight": (h,),
+              "model.layers.0.self_attn.q_proj.weight": (h, h), "model.layers.0.self_attn.k_proj.weight": (128, h),
+              "model.layers.0.self_attn.v_proj.weight": (128, h), "model.layers.0.self_attn.o_proj.weight": (h, h),
+              "model.layers.0.mlp.gate_proj.weight": (i, h), "model.layers.0.mlp.up_proj.weight": (i, h),
+              "model.layers.0.mlp.down_proj.weight": (h, i)}
+    save_file({n: (g.standard_normal(s) * 0.05).astype(np.float32) for n, s in shapes.items()},
+              os.path.join(out, "model.safetensors"))
+    return out
+
+
+def main():
+    rows = []
+    for fixture in ["llama", "qwen2", "mistral", "wide"]:
+        with tempfile.TemporaryDirectory() as d:
+            src = wide(d) if fixture == "wide" else os.path.join(ROOT, "tests", "fixtures", fixture)
+            packed = os.path.join(d, "m.bitnet.safetensors")
+            bitnet("pack", src, "--out", packed)
+            bitnet("unpack", packed, "--out", os.path.join(d, "hf"))
+            ref = load_file(os.path.join(d, "hf", "model.safetensors"))
+            cfg = json.load(open(os.path.join(src, "config.json")))
+            ternary = [n for n in ref if "_proj." in n and n.endswith(".weight")]
+            for fmt in ["gguf-tq2_0", "gguf-tq1_0"]:
+                out = os.path.join(d, fmt + ".gguf")
+                bitnet("export", packed, "--format", fmt, "--out", out)
+                arch, worst, ident, fb = check_gguf(out, ref, cfg, ternary)
+                rows.append(f"| {fixture} | {fmt} | gguf-py {arch}: {len(ternary)} ternary tensors, "
+                            f"{ident} TQ tensors bit-identical to gguf-py's quantize, {fb} F16 fallback | "
+                            f"{worst:.2e} |")
+            out = os.path.join(d, "hf-bitnet")
+            bitnet("export", packed, "--format", "hf-bitnet", "--out", out)
+            worst = check_hf_bitnet(out, ref, ternary)
+            rows.append(f"| {fixture} | hf-bitnet | transformers unpack_weights / weight_scale | {worst:.2e} |")
+    print("| fixture | export | checked with | max abs(err) / γ |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
