@@ -99,7 +99,7 @@ def model(ty):
     tokens = [t for t, _ in vocab]
     special = {a["id"] for a in tok["added_tokens"] if a["special"]}
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2")
     w.add_token_list(tokens)
     w.add_token_types([3 if i in special else 1 for i in range(len(tokens))])
     w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])

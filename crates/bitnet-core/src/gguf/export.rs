@@ -247,13 +247,22 @@ fn metadata(
 
 /// The pre-tokenizer of a byte-level BPE `tokenizer.json`, as llama.cpp names it.
 fn pre_tokenizer(pre: &Json) -> Option<&'static str> {
-    if pre.get("type")?.as_str()? == "ByteLevel" && pre.get("use_regex")?.as_bool()? {
-        return Some("gpt2");
+    let gpt2 = |p: &Json| {
+        p.get("type") == Some(&"ByteLevel".into()) && p.get("use_regex") == Some(&true.into())
+    };
+    if gpt2(pre) {
+        return Some("gpt-2");
     }
     let steps = pre.get("pretokenizers")?.as_array()?;
     let [split, byte_level] = steps.as_slice() else {
         return None;
     };
+    if split.get("type")?.as_str()? == "Digits"
+        && split.get("individual_digits")?.as_bool()?
+        && gpt2(byte_level)
+    {
+        return Some(super::import::SMOLLM);
+    }
     if byte_level.get("type")?.as_str()? != "ByteLevel" || split.get("type")?.as_str()? != "Split" {
         return None;
     }

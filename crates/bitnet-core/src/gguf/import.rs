@@ -25,8 +25,10 @@ pub const PRE_TOKENIZERS: [(&str, &str); 2] = [
     ),
 ];
 
-/// Pre-tokenizer names that split exactly as GPT-2's regex does.
-const GPT2_LIKE: [&str; 4] = ["gpt2", "default", "smollm", "olmo"];
+/// Pre-tokenizer names that split exactly as GPT-2's regex does (llama.cpp's LLAMA_VOCAB_PRE_TYPE_GPT2).
+const GPT2_LIKE: [&str; 4] = ["gpt-2", "phi-2", "olmo", "mpt"];
+/// llama.cpp's `smollm`: single digits split off first, then GPT-2's regex.
+pub const SMOLLM: &str = "smollm";
 
 /// The files of a Hugging Face folder holding the GGUF model `bytes` (named `file` in errors).
 pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -196,10 +198,14 @@ fn tokenizer_json(g: &Gguf) -> Result<Vec<u8>> {
             ))),
         })
         .collect::<Result<_>>()?;
-    let pre = m.str("tokenizer.ggml.pre")?.unwrap_or("default");
+    let pre = m.str("tokenizer.ggml.pre")?.unwrap_or("(none)");
     let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
     let pre_tokenizer = if GPT2_LIKE.contains(&pre) {
         byte_level(true)
+    } else if pre == SMOLLM {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true),
+        ]})
     } else if let Some((_, regex)) = PRE_TOKENIZERS.iter().find(|(n, _)| *n == pre) {
         json!({"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
@@ -209,6 +215,7 @@ fn tokenizer_json(g: &Gguf) -> Result<Vec<u8>> {
         let known: Vec<&str> = GPT2_LIKE
             .iter()
             .copied()
+            .chain([SMOLLM])
             .chain(PRE_TOKENIZERS.iter().map(|(n, _)| *n))
             .collect();
         return Err(err(format!(
@@ -251,7 +258,8 @@ fn tokenizer_json(g: &Gguf) -> Result<Vec<u8>> {
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
             "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-            "ignore_merges": false, "vocab": vocab, "merges": merges},
+            // llama.cpp's llama-bpe emits a whole pre-token found in the vocabulary as is.
+            "ignore_merges": pre == "llama-bpe", "vocab": vocab, "merges": merges},
     });
     Ok(serde_json::to_vec(&tok).unwrap_or_default())
 }

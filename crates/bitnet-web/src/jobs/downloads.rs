@@ -101,3 +101,31 @@ pub fn download_demo_model(st: Studio) {
     });
     report(st, r);
 }
+
+/// Downloads the trained model exported as `format` (GGUF for llama.cpp, transformers' packed
+/// BitNet folder as a ZIP archive); what the export cannot express is refused with the reason.
+pub fn download_export(st: Studio, format: bitnet_pipeline::export::Format) {
+    spawn_local(async move {
+        let r = async {
+            let key = format!("{TRAIN_FOLDER}/{}", bitnet_pipeline::load::PACKED_FILE);
+            let bytes = stored(st, &key).await?;
+            let name = st.store()?.display(&key);
+            let e = bitnet_pipeline::export::export_packed(&name, &bytes, format, None)
+                .map_err(|e| e.to_string())?;
+            if format.is_file() {
+                let file = format!("model.{}.gguf", format.name().trim_start_matches("gguf-"));
+                let bytes = &e.files[bitnet_pipeline::export::GGUF_FILE];
+                return crate::download::save(&file, bytes, "application/octet-stream");
+            }
+            let list: Vec<(String, Vec<u8>)> = e
+                .files
+                .into_iter()
+                .map(|(n, b)| (format!("{}/{n}", format.name()), b))
+                .collect();
+            let zip = bitnet_core::zip::store_zip(&list).map_err(|e| e.to_string())?;
+            crate::download::save(&format!("{}.zip", format.name()), &zip, "application/zip")
+        }
+        .await;
+        report(st, r);
+    });
+}

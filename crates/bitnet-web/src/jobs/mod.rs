@@ -32,7 +32,9 @@ use crate::store::OpfsStore;
 mod downloads;
 mod tryout;
 
-pub use downloads::{download, download_demo_model, download_trit5, download_zip, report};
+pub use downloads::{
+    download, download_demo_model, download_export, download_trit5, download_zip, report,
+};
 pub use tryout::{run_workshop, side_by_side, use_packed, use_task_file};
 
 /// The app's folder in the browser's private storage (OPFS).

@@ -4,6 +4,7 @@
 //! ternary model side by side, and every download.
 
 use bitnet_core::summary::human_bytes;
+use bitnet_pipeline::export::Format;
 use bitnet_pipeline::load::PACKED_FILE;
 use bitnet_pipeline::run::TRAIN_FOLDER;
 use bitnet_pipeline::train::{MANIFEST_FILE, METRICS_FILE};
@@ -109,6 +110,9 @@ pub fn ResultsPage() -> impl IntoView {
                 <div class="downloads">
                     <button id="dl-packed" class="primary" on:click=move |_| jobs::download(st, key(PACKED_FILE), PACKED_FILE.into())>"model.bitnet.safetensors (2-bit)"</button>
                     <button id="dl-trit5" on:click=move |_| jobs::download_trit5(st)>"model.trit5.safetensors (5 per byte)"</button>
+                    <button id="dl-gguf" on:click=move |_| jobs::download_export(st, Format::GgufTq2)>"model.tq2_0.gguf (llama.cpp)"</button>
+                    <button id="dl-gguf-tq1" on:click=move |_| jobs::download_export(st, Format::GgufTq1)>"model.tq1_0.gguf (llama.cpp, 1.69 bits)"</button>
+                    <button id="dl-hf-bitnet" on:click=move |_| jobs::download_export(st, Format::HfBitnet)>"hf-bitnet/ (transformers packed BitNet, zip)"</button>
                     <button id="dl-hf" on:click=move |_| jobs::download_zip(st, format!("{TRAIN_FOLDER}/hf"), "hf.zip".into())>"hf/ (Hugging Face folder, zip)"</button>
                     <button id="dl-manifest" on:click=move |_| jobs::download(st, key(MANIFEST_FILE), MANIFEST_FILE.into())>"training_manifest.json"</button>
                     <button id="dl-metrics" on:click=move |_| jobs::download(st, key(METRICS_FILE), METRICS_FILE.into())>"metrics.jsonl"</button>
