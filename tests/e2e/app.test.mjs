@@ -64,6 +64,14 @@ test('finds the WebGPU adapter and summarizes picked model files', { timeout: TI
     assert.match(text, /297 \(tokenizer\.json: 297\)/);
     assert.match(await page.locator('#limit-notes').innerText(), /fits this adapter's limits/);
   }
+  // A GGUF file (quantized Q8_0 by gguf-py) is converted in the page: the same model, its
+  // tokenizer rebuilt from the GGUF vocabulary.
+  await page.setInputFiles('#pick-files', path.join(fixtures, 'gguf', 'llama-q8_0.gguf'));
+  await page.waitForFunction(
+    () => document.querySelector('#model-summary')?.innerText.includes('llama-q8_0.gguf'), null, { timeout: 60_000 });
+  const ggufText = await page.locator('#model-summary').innerText();
+  assert.match(ggufText, new RegExp(String(expected.models.llama.num_parameters)));
+  assert.match(ggufText, /297 \(tokenizer\.json: 297\)/);
   await page.setInputFiles('#pick-files', filesOf('llama'));
   await page.waitForFunction(() => document.querySelector('#model-summary')?.innerText.includes('LlamaForCausalLM'));
   const shots = path.join(here, 'screenshots');

@@ -380,17 +380,18 @@ mod tests {
     use crate::rng::Rng;
 
     /// A one-layer Llama whose attention rows are 256 long (TQ blocks) and whose down_proj rows are
-    /// 128 (the F16 fallback).
-    fn source() -> Source {
-        let config = r#"{"model_type":"llama","hidden_size":256,"intermediate_size":128,
+    /// 128 (the F16 fallback); with `subln`, tied embeddings and SubLN gains.
+    fn source_with(subln: bool) -> Source {
+        let config = r#"{"model_type":"llama","hidden_size":256,"intermediate_size":128,"tie_word_embeddings":TIED,
             "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"head_dim":128,
             "vocab_size":4,"max_position_embeddings":64,"rms_norm_eps":1e-5,"bos_token_id":0,"eos_token_id":1}"#;
         let tokenizer = r#"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"c":2},"merges":[["a","b"]]},
             "pre_tokenizer":{"type":"ByteLevel","use_regex":true},
             "added_tokens":[{"id":3,"content":"<s>","special":true}]}"#;
+        let config = config.replace("TIED", if subln { "true" } else { "false" });
         let cfg = ModelConfig::from_json_bytes("config.json", config.as_bytes()).unwrap();
         let mut r = Rng::new(15);
-        let tensors = param_table(&cfg)
+        let mut tensors: Vec<_> = param_table(&cfg)
             .into_iter()
             .map(|p| {
                 let n = p.numel();
@@ -407,11 +408,58 @@ mod tests {
                 (p.name, p.shape, data)
             })
             .collect();
+        if subln {
+            for (n, w) in crate::cpu::model::extra_norms(&cfg, false, true) {
+                tensors.push((n, vec![w], Data::Float(vec![0.5; w], Dtype::F32)));
+            }
+        }
         Source {
-            config_json: config.into(),
+            config_json: config,
             tokenizer_json: Some(tokenizer.into()),
             tensors,
         }
+    }
+
+    fn source() -> Source {
+        source_with(false)
+    }
+
+    #[test]
+    fn subln_models_become_llama_cpps_bitnet_architecture_unpermuted() {
+        let src = source_with(true);
+        let e = export_gguf("m", &src, GgmlType::TQ2_0, None, None).unwrap();
+        assert_eq!(e.architecture, "bitnet");
+        let g = Gguf::parse("m.gguf", &e.bytes).unwrap();
+        assert!(g.tensor("output.weight").is_none());
+        let sub = g.tensor("blk.0.ffn_sub_norm.weight").unwrap();
+        assert_eq!(g.to_f32(sub).unwrap(), vec![0.5; 128]);
+        assert!(g.tensor("blk.0.attn_sub_norm.weight").is_some());
+        let q = src.tensors.iter().find_map(|(n, _, d)| match d {
+            Data::Ternary(t) if n.ends_with("q_proj.weight") => Some(t),
+            _ => None,
+        });
+        let t = g.tensor("blk.0.attn_q.weight").unwrap();
+        let codes: Vec<i8> = g
+            .bytes(t)
+            .chunks(66)
+            .flat_map(|b| tq_codes(GgmlType::TQ2_0, b))
+            .collect();
+        assert_eq!(
+            codes,
+            q.unwrap().codes,
+            "bitnet's RoPE takes the rows unpermuted"
+        );
+        // Untied: no place for lm_head.
+        let mut untied = source_with(true);
+        untied.config_json = untied.config_json.replace(
+            "\"tie_word_embeddings\":true",
+            "\"tie_word_embeddings\":false",
+        );
+        let m = export_gguf("m", &untied, GgmlType::TQ2_0, None, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(m.contains("bitnet") && m.contains("not tied"), "{m}");
     }
 
     #[test]

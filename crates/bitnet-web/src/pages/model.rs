@@ -11,7 +11,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{picked_files, row};
-use crate::files::BrowserFiles;
 use crate::jobs;
 use crate::source::ModelSource;
 use crate::state::{AdapterState, ModelState, Page, Studio};
@@ -46,6 +45,14 @@ pub async fn load_source(st: Studio, source: ModelSource) {
     }
 }
 
+/// The picked or dropped files (a folder's files, or one `.gguf` file).
+async fn load_files(st: Studio, files: Vec<web_sys::File>) {
+    match ModelSource::of_files(files).await {
+        Ok(source) => load_source(st, source).await,
+        Err(e) => st.model.set(ModelState::Failed(e)),
+    }
+}
+
 /// The demo model, with the demo's settings in the forms.
 pub async fn use_demo(st: Studio) {
     match ModelSource::demo() {
@@ -75,7 +82,7 @@ pub fn ModelPage() -> impl IntoView {
     let on_files = move |ev: leptos::ev::Event| {
         let files = picked_files(&ev);
         if !files.is_empty() {
-            spawn_local(load_source(st, ModelSource::Files(BrowserFiles::of(files))));
+            spawn_local(load_files(st, files));
         }
     };
     let on_packed = move |ev: leptos::ev::Event| {
@@ -100,7 +107,7 @@ pub fn ModelPage() -> impl IntoView {
                 "A dropped folder cannot be read by the page: drop the files inside it, or use “Choose a folder…”.".into(),
             ));
         } else if !files.is_empty() {
-            spawn_local(load_source(st, ModelSource::Files(BrowserFiles::of(files))));
+            spawn_local(load_files(st, files));
         }
     };
     let demo = move |_| spawn_local(use_demo(st));
@@ -123,7 +130,7 @@ pub fn ModelPage() -> impl IntoView {
             <div class="pickers">
                 <label>
                     "Choose files…"
-                    <input id="pick-files" type="file" multiple=true accept=".json,.safetensors" on:change=on_files />
+                    <input id="pick-files" type="file" multiple=true accept=".json,.safetensors,.gguf" on:change=on_files />
                 </label>
                 <label>
                     "Choose a folder…"
