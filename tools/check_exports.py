@@ -8,8 +8,13 @@ For every model fixture: `bitnet pack`, `bitnet unpack` (γ·q in F32, the refer
 - gguf-tq2_0 / gguf-tq1_0 read by gguf-py's GGUFReader: every tensor dequantized by gguf-py
   (rows of q/k permuted back) equals γ·q up to the f16 block scale; every TQ tensor's bytes equal
   gguf-py's own `quantize` of those values (bit-identical blocks); the F16 fallback is listed;
-- hf-bitnet: transformers' own `unpack_weights` gives our codes and weight_scale = 1/γ.
-Prints a Markdown table for docs/FORMAT.md.
+- hf-bitnet: transformers' own `unpack_weights` gives our codes and weight_scale = 1/γ;
+and for the llama fixture trained a few steps with the post-attention norm, and with SubLN:
+- hf (with modeling_bitnet_studio.py) loaded by transformers with trust_remote_code gives our
+  logits (`bitnet grads` of the same folder);
+- hf-bitnet loaded by transformers runs; its logits are compared with ours too (they differ by
+  BitLinear's 8-bit activation rounding, which our models do not apply).
+Prints Markdown tables for docs/FORMAT.md.
 """
 import json
 import os
@@ -117,6 +122,55 @@ def wide(d):
     return out
 
 
+DATA = [
+    ("Write a haiku about the sea.", "Waves fold into foam, the tide keeps its time."),
+    ("Solve this math problem: what is 12 times 7?", "12 times 7 is 84."),
+    ("Write a Python function to reverse a string.", "def reverse(s): return s[::-1]"),
+    ("Write a haiku about the moon.", "Pale light on the sea."),
+]
+TOKENS = [[5, 17, 42, 9, 3, 77, 120, 8]]
+
+
+def our_logits(folder, d):
+    tokens = os.path.join(d, "tokens.json")
+    json.dump(TOKENS, open(tokens, "w"))
+    out = os.path.join(d, "grads.safetensors")
+    bitnet("grads", folder, "--tokens", tokens, "--out", out, "--overwrite")
+    return load_file(out)["logits"][0]
+
+
+def their_logits(folder):
+    import torch
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
+    with torch.no_grad():
+        return m(torch.tensor(TOKENS)).logits[0].numpy(), type(m).__name__
+
+
+def extra_norm_rows():
+    rows = []
+    for label, flags in [("post-attention norm", ["--rmsnorm_post_attn", "1"]),
+                         ("SubLN", ["--rmsnorm_post_attn", "0", "--subln"])]:
+        with tempfile.TemporaryDirectory() as d:
+            data = os.path.join(d, "data.jsonl")
+            with open(data, "w") as f:
+                for i, o in DATA:
+                    f.write(json.dumps({"instruction": i, "input": "", "output": o}) + "\n")
+            run = os.path.join(d, "run")
+            bitnet("train", "--base_model", os.path.join(ROOT, "tests", "fixtures", "llama"), "--dataset", data,
+                   "--out_dir", run, "--steps", "3", "--bsz", "2", "--grad_accum", "1", "--lr", "3e-3",
+                   "--seq-len", "32", *flags)
+            ours = our_logits(os.path.join(run, "hf"), d)
+            scale = np.abs(ours).max()
+            for fmt in ["hf", "hf-bitnet"]:
+                out = os.path.join(d, fmt)
+                bitnet("export", run, "--format", fmt, "--out", out, "--overwrite")
+                theirs, cls = their_logits(out)
+                rows.append(f"| llama, 3 steps with {label} | {fmt} | transformers {cls} | "
+                            f"{np.abs(theirs - ours).max() / scale:.2e} |")
+    return rows
+
+
 def main():
     rows = []
     for fixture in ["llama", "qwen2", "mistral", "wide"]:
@@ -142,6 +196,10 @@ def main():
     print("| fixture | export | checked with | max abs(err) / γ |")
     print("|---|---|---|---|")
     print("\n".join(rows))
+    print()
+    print("| model | export | loaded as | max abs(logit difference) / max abs(logit) |")
+    print("|---|---|---|---|")
+    print("\n".join(extra_norm_rows()))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 //! 6–7 — and `weight_scale` = 1/γ (transformers' `BitLinear` divides its output by it; its other
 //! class, `AutoBitLinear`, multiplies by it instead). A model trained with SubLN becomes
 //! transformers' BitNet model (`model_type: bitnet`, its `attn_sub_norm`/`ffn_sub_norm`, the
-//! model's own activation); other models keep their Llama/Qwen2/Mistral class.
+//! model's own activation) where its shapes allow; other models keep their Llama/Qwen2/Mistral
+//! class, with the modeling file of [`crate::hf_extra`] when they have extra norms.
 //!
 //! transformers' `BitLinear` also rounds its input activations to 8 bits per token (absmax), which
 //! the models this tool trains do not: [`HfBitnet::notes`] says so.
@@ -13,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{ModelConfig, RopeScaling};
-use crate::cpu::model::{is_extra_norm, post_attn_norm_name};
+use crate::cpu::model::post_attn_norm_name;
 use crate::error::{CoreError, Result};
 use crate::packed::PackedModel;
 use crate::safetensors::{Dtype, OwnedTensor, serialize};
@@ -70,15 +71,12 @@ impl PackedModel<'_> {
             self.config_json.as_bytes(),
         )?;
         let norms = self.extra_norms()?;
-        if norms.contains_key(&post_attn_norm_name(0)) {
-            return Err(err("it was trained with the post-attention RMSNorm (after o_proj), which no transformers class has; a modeling file for it is not written yet. Train with `--rmsnorm-post-attn 0` (SubLN exports to transformers' BitNet model), or run the packed file itself".into()));
-        }
-        let subln = !norms.is_empty();
-        if subln && let Some(why) = bitnet_mismatch(&cfg) {
-            return Err(err(format!(
-                "it was trained with SubLN, but transformers' BitNet model cannot hold it: {why}"
-            )));
-        }
+        let post = norms.contains_key(&post_attn_norm_name(0));
+        let subln = norms.keys().any(|n| n.ends_with("_sub_norm.weight"));
+        // SubLN alone, in shapes transformers' BitNet model has: that model; any other extra norm:
+        // the model's own class with the modeling file that adds them.
+        let mismatch = if subln { bitnet_mismatch(&cfg) } else { None };
+        let as_bitnet = subln && !post && mismatch.is_none();
         let mut tensors = Vec::new();
         let mut lm_head_ternary = false;
         for info in &self.st.header.tensors {
@@ -123,13 +121,15 @@ impl PackedModel<'_> {
             .ok_or_else(|| err("its config is not a JSON object".into()))?;
         obj.remove("torch_dtype");
         obj.insert("dtype".into(), "float32".into());
-        if subln {
+        if as_bitnet {
             obj.insert("model_type".into(), "bitnet".into());
             obj.insert(
                 "architectures".into(),
                 serde_json::json!(["BitNetForCausalLM"]),
             );
             obj.insert("hidden_act".into(), "silu".into());
+        } else if post || subln {
+            crate::hf_extra::annotate(obj, post, subln);
         }
         obj.insert(
             "quantization_config".into(),
@@ -151,13 +151,27 @@ impl PackedModel<'_> {
         if let Some(tok) = &self.tokenizer_json {
             files.insert("tokenizer.json".to_string(), tok.clone().into_bytes());
         }
+        if (post || subln) && !as_bitnet {
+            files.insert(
+                crate::hf_extra::MODELING_FILE.to_string(),
+                crate::hf_extra::MODELING_SOURCE.as_bytes().to_vec(),
+            );
+        }
         let mut notes = vec![
             "transformers' BitLinear rounds every projection's input to 8 bits per token (absmax); this model was trained without that rounding, so transformers' logits differ from ours by its effect".to_string(),
         ];
-        if subln {
+        if as_bitnet {
             notes.push("model_type `bitnet` (transformers' BitNet model, SubLN norms as attn_sub_norm/ffn_sub_norm) with hidden_act silu, the activation it was trained with".into());
+        } else if post || subln {
+            let why = match mismatch {
+                Some(m) if !post => format!(" (transformers' BitNet model cannot hold it: {m})"),
+                _ => String::new(),
+            };
+            notes.push(format!(
+                "the extra norms' gains travel with {}, which adds them{why}: load with trust_remote_code=True",
+                crate::hf_extra::MODELING_FILE
+            ));
         }
-        debug_assert!(norms.keys().all(|n| is_extra_norm(n)));
         Ok(HfBitnet { files, notes })
     }
 }

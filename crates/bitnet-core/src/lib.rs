@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod error;
 pub mod gguf;
 pub mod hf_bitnet;
+pub mod hf_extra;
 pub mod limits;
 pub mod model;
 pub mod pack;

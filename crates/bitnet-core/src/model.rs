@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::ModelConfig;
+use crate::cpu::model::extra_norm_width;
 use crate::error::{CoreError, Result};
-use crate::params::{ParamSpec, is_ignorable_extra, param_table};
+use crate::params::{ParamSpec, Role, is_ignorable_extra, param_table};
 use crate::safetensors::{Dtype, Header, TensorInfo, decode_f32};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -295,6 +296,28 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
         }
         out.push(TensorLocation {
             spec,
+            shard: si,
+            info: info.clone(),
+        });
+    }
+    // The trained gains of the norms a base model does not have (post-attention RMSNorm, SubLN),
+    // as bitnet-studio's Hugging Face exports carry them: loaded beside the parameters.
+    let extras: Vec<(String, usize)> = found
+        .iter()
+        .filter_map(|(n, (_, info))| {
+            let width = extra_norm_width(cfg, n)?;
+            let float = matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16);
+            (float && info.shape == [width]).then(|| (n.to_string(), width))
+        })
+        .collect();
+    for (name, width) in extras {
+        let (si, info) = found.remove(name.as_str()).expect("found above");
+        out.push(TensorLocation {
+            spec: ParamSpec {
+                name,
+                shape: vec![width],
+                role: Role::Norm,
+            },
             shard: si,
             info: info.clone(),
         });

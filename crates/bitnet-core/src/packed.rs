@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cpu::model::is_extra_norm;
+use crate::cpu::model::{is_extra_norm, post_attn_norm_name};
 use crate::error::{CoreError, Result};
 use crate::pack::{Packing, pack, unpack};
 use crate::quant::{Quantizer, ScaleMode, Ternary};
@@ -254,7 +254,8 @@ impl<'a> PackedModel<'a> {
     }
 
     /// A Hugging Face folder with every weight as F32 (ternary ones dequantized to γ·q), `config.json`
-    /// (dtype set to float32) and `tokenizer.json`: file name → bytes.
+    /// (dtype set to float32) and `tokenizer.json`: file name → bytes. A model with extra norms
+    /// carries their gains and the modeling file that applies them ([`crate::hf_extra`]).
     pub fn unpack_to_hf(&self) -> Result<BTreeMap<String, Vec<u8>>> {
         let mut tensors = Vec::new();
         for (name, shape) in &self.shapes {
@@ -265,8 +266,7 @@ impl<'a> PackedModel<'a> {
             ));
         }
         for info in &self.st.header.tensors {
-            // The extra norms' gains are no part of a Llama-family folder ([`Self::extra_norms`]).
-            if self.is_ternary_part(&info.name) || is_extra_norm(&info.name) {
+            if self.is_ternary_part(&info.name) {
                 continue;
             }
             tensors.push(OwnedTensor::f32(
@@ -287,6 +287,16 @@ impl<'a> PackedModel<'a> {
                 "torch_dtype"
             };
             obj.insert(key.to_string(), "float32".into());
+            let norms = self.extra_norms()?;
+            if !norms.is_empty() {
+                let post = norms.contains_key(&post_attn_norm_name(0));
+                let subln = norms.keys().any(|n| n.ends_with("_sub_norm.weight"));
+                crate::hf_extra::annotate(obj, post, subln);
+                files.insert(
+                    crate::hf_extra::MODELING_FILE.to_string(),
+                    crate::hf_extra::MODELING_SOURCE.as_bytes().to_vec(),
+                );
+            }
         }
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| CoreError::Invalid(e.to_string()))?;

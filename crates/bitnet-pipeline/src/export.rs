@@ -149,13 +149,13 @@ pub fn export_packed(
             })
         }
         _ => {
-            let dropped: Vec<String> = packed.extra_norms().map_err(err)?.into_keys().collect();
+            let norms = packed.extra_norms().map_err(err)?;
             let mut notes = Vec::new();
-            if !dropped.is_empty() {
+            if let Some(first) = norms.keys().next() {
                 notes.push(format!(
-                    "the model carries the trained gains of {} extra norms (post-attention RMSNorm or SubLN, e.g. {}) that a Llama-family folder cannot hold: the folder is the model without them, which computes something else; export hf-bitnet, or run the packed file itself",
-                    dropped.len(),
-                    dropped[0]
+                    "the model has {} extra norms (post-attention RMSNorm or SubLN, e.g. {first}) that a stock Llama-family class does not have: the folder carries their gains and {}, which adds them; load it with trust_remote_code=True",
+                    norms.len(),
+                    bitnet_core::hf_extra::MODELING_FILE
                 ));
             }
             Ok(Exported {

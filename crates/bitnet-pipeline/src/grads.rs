@@ -2,6 +2,7 @@
 //! parameter's gradient under the Hugging Face names, as a safetensors file — to check the
 //! implementation against another framework (`bitnet grads`; our tests check it against PyTorch).
 
+use bitnet_core::cpu::model::{post_attn_norm_name, subln_names};
 use std::collections::BTreeMap;
 
 use bitnet_core::cpu::model::next_token_targets;
@@ -53,6 +54,10 @@ pub async fn grads<F: ModelFiles>(
         )));
     }
     let targets = next_token_targets(tokens, None);
+    // A folder that carries trained extra norms (our Hugging Face exports) has them.
+    let mut setup = setup;
+    setup.post_attn_norm |= weights.contains_key(&post_attn_norm_name(0));
+    setup.subln |= weights.contains_key(&subln_names(0)[0]);
     let m = GpuModel::new(gpu, cfg, &weights, setup)?;
     let batch = m
         .batch(gpu, tokens, &targets)

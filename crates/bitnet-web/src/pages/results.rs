@@ -119,7 +119,7 @@ pub fn ResultsPage() -> impl IntoView {
                     <button id="dl-data-2" on:click=move |_| jobs::download(st, bitnet_pipeline::run::DATA_FILE.into(), "data.jsonl".into())>"data.jsonl"</button>
                 </div>
                 {(m.settings.setup.post_attn_norm || m.settings.setup.subln).then(|| view! {
-                    <p class="muted" id="extra-norms-note">"The trained gains of the extra norms (post-attention RMSNorm, SubLN) are inside model.bitnet.safetensors, which this app and bitnet generate/eval use; hf/ is a stock Llama-family folder without them."</p>
+                    <p class="muted" id="extra-norms-note">"The trained gains of the extra norms (post-attention RMSNorm, SubLN) are inside model.bitnet.safetensors, which this app and bitnet generate/eval use; hf/ and hf-bitnet/ carry them with modeling_bitnet_studio.py (load with trust_remote_code=True); the GGUF export takes SubLN models with tied embeddings (llama.cpp’s bitnet architecture) and refuses the post-attention norm."</p>
                 })}
             })}
             {move || error_of("download-error", st.download_error.get())}
