@@ -23,6 +23,9 @@ for model in llama, qwen2 (tied embeddings, q/k/v biases), mistral, and the vari
                             o_proj and down_proj, gains model.layers.{i}.self_attn.attn_sub_norm.weight and
                             model.layers.{i}.mlp.ffn_sub_norm.weight, drawn as 1 + 0.1·N(0, 1) (stored in
                             the file as param.{name}, so that a test can use the same values)
+  absmean-l0.5-a8           W1.58A8: every projection's input rounded to 8 bits per token (absmax,
+                            s = 127 / max(|x|, 1e-5), round half to even, clamp to [-128, 127], / s —
+                            transformers' BitLinear activation quantization), straight-through
   absmean-l0.5-kd           distillation: 0.5·CE + 0.5·KL(p_teacher ‖ p_student) at temperature 2
   absmean-l1-kd-only        distillation alone: KL at temperature 1, λ = 1
   absmean-l0.5-kd-top8      as absmean-l0.5-kd, the teacher restricted to its 8 most likely tokens
@@ -52,6 +55,7 @@ VARIANTS = {
     "threshold-l1": dict(lam=1.0, quantizer="threshold", postnorm=False),
     "absmean-l0.5-postnorm": dict(lam=0.5, quantizer="absmean", postnorm=True),
     "absmean-l0.5-subln": dict(lam=0.5, quantizer="absmean", postnorm=False, subln=True),
+    "absmean-l0.5-a8": dict(lam=0.5, quantizer="absmean", postnorm=False, act8=True),
     "absmean-l0.5-kd": dict(lam=0.5, quantizer="absmean", postnorm=False,
                             kd=dict(temperature=2.0, weight=0.5, ce_weight=0.5)),
     "absmean-l1-kd-only": dict(lam=1.0, quantizer="absmean", postnorm=False,
@@ -79,10 +83,19 @@ def ternary(w, quantizer):
     return scale * q
 
 
-def bitlinear(module, lam, quantizer):
+def act_quant8(x):
+    """Per-token 8-bit absmax rounding, straight-through (its gradient is the identity)."""
+    s = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+    q = (x * s).round().clamp(-128, 127) / s
+    return x + (q - x).detach()
+
+
+def bitlinear(module, lam, quantizer, act8=False):
     """Replaces module.forward by the λ-blended product with a straight-through estimator."""
 
     def forward(x):
+        if act8:
+            x = act_quant8(x)
         w = module.weight
         w_eff = w + lam * (ternary(w, quantizer) - w).detach()
         return F.linear(x, w_eff, module.bias)
@@ -109,7 +122,7 @@ def load(name, variant):
     model.train()  # no dropout in these configs; gradients on
     for mname, module in model.named_modules():
         if mname.split(".")[-1] in PROJECTIONS:
-            bitlinear(module, variant["lam"], variant["quantizer"])
+            bitlinear(module, variant["lam"], variant["quantizer"], variant.get("act8", False))
     if variant["postnorm"]:
         for layer in model.model.layers:
             layer.post_attn_norm = RMSNorm(model.config.hidden_size, 1e-6)

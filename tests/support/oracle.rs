@@ -20,6 +20,8 @@ pub struct Variant {
     pub blend: Option<(Quantizer, f32)>,
     pub post_attn_norm: bool,
     pub subln: bool,
+    /// W1.58A8: projection inputs rounded to 8 bits per token.
+    pub act8: bool,
     pub kd: Option<Kd>,
 }
 
@@ -34,7 +36,7 @@ pub struct Kd {
 }
 
 /// The variants, as tools/make_oracle.py names them.
-pub fn variants() -> [Variant; 9] {
+pub fn variants() -> [Variant; 10] {
     let threshold = Quantizer::Threshold {
         ratio: 0.7,
         scale: ScaleMode::Optimal,
@@ -45,6 +47,7 @@ pub fn variants() -> [Variant; 9] {
         blend,
         post_attn_norm,
         subln,
+        act8: false,
         kd: None,
     };
     let kd = |name, blend, temperature, weight, ce_weight, top_k| Variant {
@@ -63,6 +66,10 @@ pub fn variants() -> [Variant; 9] {
         v("threshold-l1", Some((threshold, 1.0)), false, false),
         v("absmean-l0.5-postnorm", half, true, false),
         v("absmean-l0.5-subln", half, false, true),
+        Variant {
+            act8: true,
+            ..v("absmean-l0.5-a8", half, false, false)
+        },
         kd("absmean-l0.5-kd", half, 2.0, 0.5, 0.5, None),
         kd(
             "absmean-l1-kd-only",
@@ -220,11 +227,16 @@ pub fn check(
         n_grads,
         "{tag}: the gradient sets differ in size"
     );
+    // W1.58A8's rounding is discontinuous: an input that float32 and float64 put on either side of
+    // a rounding boundary lands one step (max|x|/127) apart, which moves the weight gradients that
+    // see it by more than the float rounding the other variants allow (measured on lavapipe: at
+    // most 1.5e-3, qwen2's layer-1 down_proj).
+    let tol = if variant.ends_with("-a8") { 3e-3 } else { 1e-3 };
     for name in names {
         let ours = grad(name).unwrap_or_else(|| panic!("{tag}: no gradient for {name}"));
         let err = rel_l2(&ours, &get(&format!("grad.{name}")));
         assert!(
-            err <= 1e-3,
+            err <= tol,
             "{tag}: gradient of {name} off by {err:.2e} (relative L2)"
         );
     }

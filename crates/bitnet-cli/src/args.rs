@@ -277,6 +277,7 @@ impl TrainFlags {
                     post_attn_norm: self.rmsnorm_post_attn == 1,
                     quantize_lm_head: self.quantize_lm_head,
                     subln: self.subln,
+                    act8: false,
                 },
                 seq_len: self.seq_len,
                 loss_mask: self.loss_mask,

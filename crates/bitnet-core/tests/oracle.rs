@@ -28,6 +28,7 @@ fn cpu_model_matches_pytorch_float64() {
                 post_attn_norm: variant.post_attn_norm,
                 subln: variant.subln,
                 quantize_lm_head: false,
+                act8: variant.act8,
             };
             let vocab = cfg.vocab_size;
             let top = variant

@@ -1,5 +1,6 @@
 //! The buffers of one batch on the GPU: its token ids, targets and RoPE tables, and every
-//! activation a forward and backward pass over it keeps (SubLN's only for SubLN models).
+//! activation a forward and backward pass over it keeps (SubLN's only for SubLN models, the 8-bit
+//! activations' only for W1.58A8 ones).
 
 use bitnet_core::config::ModelConfig;
 use bitnet_core::cpu::rope::rope_tables_of;
@@ -62,6 +63,9 @@ pub(crate) struct Acts {
     pub(crate) dkr: wgpu::Buffer,
     pub(crate) dk: wgpu::Buffer,
     pub(crate) dv: wgpu::Buffer,
+    /// W1.58A8: a projection's input rounded to 8 bits, rows of the widest input (computed again
+    /// for each projection, forward and backward).
+    pub(crate) act_q: Option<wgpu::Buffer>,
 }
 
 /// One batch of equal-length token sequences on the GPU, with its targets, RoPE tables and every
@@ -93,7 +97,7 @@ impl Batch {
         tokens: &[Vec<u32>],
         targets: &[i32],
     ) -> Result<Batch, GpuError> {
-        Self::alloc(gpu, cfg, tokens, targets, false)
+        Self::alloc(gpu, cfg, tokens, targets, false, false)
     }
 
     pub(crate) fn alloc(
@@ -102,6 +106,7 @@ impl Batch {
         tokens: &[Vec<u32>],
         targets: &[i32],
         subln: bool,
+        act8: bool,
     ) -> Result<Batch, GpuError> {
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
@@ -196,6 +201,11 @@ impl Batch {
             dkr: f("dk rope", n * kvd)?,
             dk: f("dk", n * kvd)?,
             dv: f("dv", n * kvd)?,
+            act_q: if act8 {
+                Some(f("8-bit activations", n * h.max(qd).max(inter))?)
+            } else {
+                None
+            },
         };
         Ok(Batch {
             b: b as u32,

@@ -34,6 +34,10 @@ pub struct ModelSetup {
     /// sub-layer norms); batches need its buffers ([`GpuModel::batch`]).
     #[serde(default)]
     pub subln: bool,
+    /// W1.58A8: every projection's input rounded to 8 bits per token (absmax) before the product,
+    /// straight-through in the backward (`--act-bits 8`); batches need its buffer.
+    #[serde(default)]
+    pub act8: bool,
 }
 
 /// Per layer, the mean RMS of the inputs of the norms a model may add ([`GpuModel::norm_input_rms`]).
@@ -281,7 +285,7 @@ impl GpuModel {
         tokens: &[Vec<u32>],
         targets: &[i32],
     ) -> Result<Batch, GpuError> {
-        Batch::alloc(gpu, &self.cfg, tokens, targets, self.setup.subln)
+        Batch::alloc(gpu, &self.cfg, tokens, targets, self.setup.subln, self.setup.act8)
     }
 
     /// After a forward pass over `batch`: per layer, the mean RMS over the rows `rows` (its real
@@ -423,6 +427,18 @@ impl GpuModel {
         let w = |name: &str| &self.param(name).buf;
         let stats = |name: &str| self.param(name).stats.as_ref().map(|s| &s.0.stats);
         let bias = |name: &str, has: bool| has.then(|| w(&format!("{name}.bias")));
+        let a = &batch.acts;
+        // W1.58A8: a projection's input rounded to 8 bits per token, into the batch's buffer for
+        // it (again for each projection, forward and backward: the weight gradient sees it too).
+        let act_q = match (self.setup.act8, &a.act_q) {
+            (false, _) => None,
+            (true, Some(q)) => Some(q),
+            (true, None) => {
+                return Err(GpuError::Input(
+                    "a W1.58A8 model needs a batch with its buffer (GpuModel::batch)".into(),
+                ));
+            }
+        };
         let linear = |ops: &mut Vec<Op>,
                       name: &str,
                       has_bias: bool,
@@ -430,6 +446,7 @@ impl GpuModel {
                       out: u32,
                       x: &wgpu::Buffer,
                       y: &wgpu::Buffer| {
+            let x = quantized(gpu, ops, act_q, n, inp, x);
             let shape = LinearShape { rows: n, inp, out };
             let wn = format!("{name}.weight");
             if let (Some(t), Some(scratch)) = (&self.param(&wn).packed, scratch) {
@@ -458,7 +475,6 @@ impl GpuModel {
         };
 
         // Forward.
-        let a = &batch.acts;
         ops.push(gpu.embedding_forward(
             n,
             h,
@@ -695,6 +711,7 @@ impl GpuModel {
                            x: &wgpu::Buffer,
                            dy: &wgpu::Buffer,
                            dx: &wgpu::Buffer| {
+            let x = quantized(gpu, ops, act_q, n, inp, x);
             let wn = format!("{name}.weight");
             let p = self.param(&wn);
             let db = has_bias.then(|| &self.param(&format!("{name}.bias")).grad);
@@ -892,6 +909,25 @@ impl GpuModel {
         let embed = &self.param("model.embed_tokens.weight").grad;
         ops.push(gpu.embedding_backward(n, h, vocab, &batch.ids, &a.dx, embed));
         Ok(ops)
+    }
+}
+
+/// `x` (rows of `inp`) rounded to 8 bits per row into `act_q` when there is one (W1.58A8), else
+/// `x` itself: the input a projection multiplies.
+fn quantized<'b>(
+    gpu: &Gpu,
+    ops: &mut Vec<Op>,
+    act_q: Option<&'b wgpu::Buffer>,
+    rows: u32,
+    inp: u32,
+    x: &'b wgpu::Buffer,
+) -> &'b wgpu::Buffer {
+    match act_q {
+        Some(q) => {
+            ops.push(gpu.act_quant8(rows * inp, inp, x, q));
+            q
+        }
+        None => x,
     }
 }
 

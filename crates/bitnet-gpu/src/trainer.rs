@@ -479,6 +479,7 @@ impl Trainer {
                     post_attn_norm: false,
                     quantize_lm_head: false,
                     subln: false,
+                    act8: false,
                 };
                 let model = GpuModel::for_inference(gpu, cfg, &base, plain)?;
                 Some(TeacherSource::Model(Box::new(model)))

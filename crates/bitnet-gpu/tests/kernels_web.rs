@@ -104,6 +104,7 @@ async fn one_training_pass_gives_the_native_loss_in_browser() {
             post_attn_norm: false,
             quantize_lm_head: false,
             subln,
+            act8: false,
         };
         let m = GpuModel::new(&gpu, &model.config, &weights, setup).unwrap();
         let batch = m.batch(&gpu, &tokens, &targets).unwrap();

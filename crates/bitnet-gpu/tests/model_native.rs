@@ -28,6 +28,7 @@ fn gpu_model_matches_pytorch_float64() {
             post_attn_norm: false,
             quantize_lm_head: false,
             subln: false,
+            act8: false,
         };
         let teacher = GpuModel::for_inference(&gpu, cfg, &params, plain).unwrap();
         let teacher_batch = teacher.batch(&gpu, &tokens, &targets).unwrap();
@@ -39,6 +40,7 @@ fn gpu_model_matches_pytorch_float64() {
                 post_attn_norm: variant.post_attn_norm,
                 quantize_lm_head: false,
                 subln: variant.subln,
+                act8: variant.act8,
             };
             let mut params = params.clone();
             params.extend(oracle::extra_params(model_name, &variant, cfg));
@@ -124,6 +126,7 @@ fn gpu_model_with_a_quantized_lm_head_matches_the_cpu_reference() {
             post_attn_norm: false,
             quantize_lm_head: true,
             subln: false,
+            act8: false,
         };
         let m = GpuModel::new(&gpu, cfg, &params, setup).unwrap();
         let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();
@@ -179,6 +182,7 @@ fn an_inference_model_has_no_gradients_and_the_same_loss() {
         post_attn_norm: false,
         quantize_lm_head: false,
         subln: false,
+        act8: false,
     };
     let weight_bytes: u64 = params.values().map(|v| 4 * v.len() as u64).sum();
     let before = gpu.allocated_bytes();
@@ -219,6 +223,7 @@ fn a_packed_inference_model_has_the_loss_of_the_f32_ternary_model() {
         post_attn_norm: false,
         quantize_lm_head: false,
         subln: false,
+        act8: false,
     };
     for name in oracle::MODELS {
         let (model, mut params) = oracle::load(name);
@@ -263,6 +268,7 @@ fn gpu_logits(
         post_attn_norm: false,
         quantize_lm_head: false,
         subln: false,
+        act8: false,
     };
     let m = GpuModel::new(gpu, cfg, params, setup).unwrap();
     let batch = Batch::new(gpu, cfg, tokens, &targets).unwrap();
@@ -308,6 +314,7 @@ fn gpu_calibration_of_the_extra_norms_matches_the_cpu_reference() {
             post_attn_norm: false,
             quantize_lm_head: false,
             subln: false,
+            act8: false,
         };
         let m = GpuModel::for_inference(&gpu, cfg, &params, setup).unwrap();
         let batch = Batch::new(&gpu, cfg, &tokens, &targets).unwrap();

@@ -100,6 +100,7 @@ fn parts(
             post_attn_norm: false,
             quantize_lm_head: false,
             subln,
+            act8: false,
         },
         seq_len: 32,
         loss_mask: LossMask::All,

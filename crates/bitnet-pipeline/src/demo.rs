@@ -89,6 +89,7 @@ pub fn demo_train_job() -> TrainJob {
                 post_attn_norm: false,
                 quantize_lm_head: false,
                 subln: false,
+                act8: false,
             },
             seq_len: 64,
             loss_mask: LossMask::All,

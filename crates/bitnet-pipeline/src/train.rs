@@ -127,6 +127,7 @@ impl TrainJob {
                     post_attn_norm: defaults::POST_ATTN_NORM,
                     quantize_lm_head: false,
                     subln: defaults::SUBLN,
+                    act8: false,
                 },
                 seq_len: defaults::SEQ_LEN,
                 loss_mask: LossMask::All,
@@ -523,6 +524,7 @@ async fn calibrated_gains(
         post_attn_norm: false,
         quantize_lm_head: false,
         subln: false,
+        act8: false,
     };
     let model = GpuModel::for_inference(gpu, cfg, weights, base)?;
     let padded = pad_batch(first, 0);

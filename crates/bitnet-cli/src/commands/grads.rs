@@ -47,6 +47,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         post_attn_norm: a.rmsnorm_post_attn,
         quantize_lm_head: a.quantize_lm_head,
         subln: a.subln,
+        act8: false,
     };
     let mut inputs = super::files_in(&a.model_dir);
     inputs.push(a.tokens.clone());

@@ -21,6 +21,7 @@ use super::matmul::{
     linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward,
 };
 use super::norm::{rmsnorm_backward, rmsnorm_forward};
+use super::optim::act_quant8;
 use super::rope::{rope, rope_tables_of};
 use super::swiglu::{swiglu_backward, swiglu_forward};
 use super::xent::{xent_backward, xent_forward};
@@ -93,6 +94,10 @@ pub struct ModelOptions {
     pub subln: bool,
     /// Blend lm_head too (seed parity).
     pub quantize_lm_head: bool,
+    /// W1.58A8: every projection's input rounded to 8 bits per token (absmax, [`act_quant8`]) in
+    /// the forward pass; straight-through in the backward (the weight gradient sees the rounded
+    /// input, the input gradient passes unchanged).
+    pub act8: bool,
 }
 
 pub struct Output {
@@ -259,6 +264,8 @@ pub fn loss_and_grads_of(
         }
     };
     let apply = |l: &Linear, x: &[f32]| linear_forward(x, &l.w_eff, l.bias, n, l.inp, l.out);
+    // A projection's input as the product sees it (and its weight gradient: straight-through).
+    let act = |x: Vec<f32>, c: usize| if opts.act8 { act_quant8(&x, c) } else { x };
 
     // Forward.
     let mut x = embedding_forward(p("model.embed_tokens.weight"), &ids, h);
@@ -267,6 +274,7 @@ pub fn loss_and_grads_of(
         let pre = format!("model.layers.{l}");
         let x_in = x.clone();
         let (n1, rstd1) = rmsnorm_forward(&x, p(&format!("{pre}.input_layernorm.weight")), eps, h);
+        let n1 = act(n1, h);
         let q = linear(format!("{pre}.self_attn.q_proj"), h, hq * d, cfg.qkv_bias);
         let k = linear(format!("{pre}.self_attn.k_proj"), h, hkv * d, cfg.qkv_bias);
         let v = linear(format!("{pre}.self_attn.v_proj"), h, hkv * d, cfg.qkv_bias);
@@ -284,6 +292,7 @@ pub fn loss_and_grads_of(
             }
         };
         let (att_n, rstd_att) = sub(&att, &g_att, hq * d);
+        let att_n = act(att_n, hq * d);
         let o_out = apply(&o, &att_n);
         let (attn_out, rstd_post) = if opts.post_attn_norm {
             rmsnorm_forward(&o_out, p(&post_attn_norm_name(l)), POST_ATTN_NORM_EPS, h)
@@ -294,12 +303,14 @@ pub fn loss_and_grads_of(
         let x_mid = x.clone();
         let g_post = p(&format!("{pre}.post_attention_layernorm.weight"));
         let (n2, rstd2) = rmsnorm_forward(&x, g_post, eps, h);
+        let n2 = act(n2, h);
         let gate = linear(format!("{pre}.mlp.gate_proj"), h, inter, cfg.mlp_bias);
         let up = linear(format!("{pre}.mlp.up_proj"), h, inter, cfg.mlp_bias);
         let down = linear(format!("{pre}.mlp.down_proj"), inter, h, cfg.mlp_bias);
         let (g_act, u_act) = (apply(&gate, &n2), apply(&up, &n2));
         let h_act = swiglu_forward(&g_act, &u_act);
         let (h_n, rstd_h) = sub(&h_act, &g_ffn, inter);
+        let h_n = act(h_n, inter);
         let mlp_out = apply(&down, &h_n);
         x.iter_mut().zip(&mlp_out).for_each(|(a, b)| *a += b);
         caches.push(LayerCache {

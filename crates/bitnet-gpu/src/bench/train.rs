@@ -82,6 +82,7 @@ pub async fn bench_train(
         post_attn_norm: false,
         quantize_lm_head: false,
         subln: false,
+        act8: false,
     };
     let m = GpuModel::new(gpu, cfg, &weights, setup)?;
     let opt = Optimizer::new(gpu, &m, AdamConfig::default())?;
