@@ -12,8 +12,8 @@ For every model fixture: `bitnet pack`, `bitnet unpack` (γ·q in F32, the refer
 and for the llama fixture trained a few steps with the post-attention norm, and with SubLN:
 - hf (with modeling_bitnet_studio.py) loaded by transformers with trust_remote_code gives our
   logits (`bitnet grads` of the same folder);
-- hf-bitnet loaded by transformers runs; its logits are compared with ours too (they differ by
-  BitLinear's 8-bit activation rounding, which our models do not apply).
+- hf-bitnet loaded by transformers gives our logits when the model was trained with --act-bits 8
+  (W1.58A8, what BitLinear computes); without, they differ by BitLinear's 8-bit activation rounding.
 Prints Markdown tables for docs/FORMAT.md.
 """
 import json
@@ -131,11 +131,11 @@ DATA = [
 TOKENS = [[5, 17, 42, 9, 3, 77, 120, 8]]
 
 
-def our_logits(folder, d):
+def our_logits(folder, d, a8=False):
     tokens = os.path.join(d, "tokens.json")
     json.dump(TOKENS, open(tokens, "w"))
     out = os.path.join(d, "grads.safetensors")
-    bitnet("grads", folder, "--tokens", tokens, "--out", out, "--overwrite")
+    bitnet("grads", folder, "--tokens", tokens, "--out", out, "--overwrite", *(["--act-bits", "8"] if a8 else []))
     return load_file(out)["logits"][0]
 
 
@@ -150,7 +150,9 @@ def their_logits(folder):
 def extra_norm_rows():
     rows = []
     for label, flags in [("post-attention norm", ["--rmsnorm_post_attn", "1"]),
-                         ("SubLN", ["--rmsnorm_post_attn", "0", "--subln"])]:
+                         ("SubLN", ["--rmsnorm_post_attn", "0", "--subln"]),
+                         ("--act-bits 8", ["--rmsnorm_post_attn", "0", "--act-bits", "8"]),
+                         ("SubLN, --act-bits 8", ["--rmsnorm_post_attn", "0", "--subln", "--act-bits", "8"])]:
         with tempfile.TemporaryDirectory() as d:
             data = os.path.join(d, "data.jsonl")
             with open(data, "w") as f:
@@ -160,9 +162,11 @@ def extra_norm_rows():
             bitnet("train", "--base_model", os.path.join(ROOT, "tests", "fixtures", "llama"), "--dataset", data,
                    "--out_dir", run, "--steps", "3", "--bsz", "2", "--grad_accum", "1", "--lr", "3e-3",
                    "--seq-len", "32", *flags)
-            ours = our_logits(os.path.join(run, "hf"), d)
+            a8 = "8" in flags
+            # Ours: the run's dequantized folder, with the rounding when the model was trained with it.
+            ours = our_logits(os.path.join(run, "hf"), d, a8)
             scale = np.abs(ours).max()
-            for fmt in ["hf", "hf-bitnet"]:
+            for fmt in ["hf-bitnet"] if a8 else ["hf", "hf-bitnet"]:
                 out = os.path.join(d, fmt)
                 bitnet("export", run, "--format", fmt, "--out", out, "--overwrite")
                 theirs, cls = their_logits(out)

@@ -199,6 +199,11 @@ pub struct TrainFlags {
     quant: QuantArgs,
     #[arg(long = "quantize-lm-head", alias = "quantize_lm_head")]
     quantize_lm_head: bool,
+    /// 8: W1.58A8, every projection's input rounded to 8 bits per token (absmax) as it trains
+    /// (straight-through) and whenever the model runs (the packed file says so) — what
+    /// transformers' BitLinear computes; 16: full-precision activations (the default).
+    #[arg(long = "act-bits", alias = "act_bits", default_value_t = 16)]
+    act_bits: u8,
     #[arg(long = "seq-len", alias = "seq_len", default_value_t = defaults::SEQ_LEN)]
     seq_len: usize,
     /// all (every token, the seed's) or response (only the answer).
@@ -250,6 +255,17 @@ impl std::fmt::Display for KdTopK {
 impl TrainFlags {
     /// The training job the flags describe.
     pub fn job(&self, resume: bool, overwrite: bool) -> CliResult<TrainJob> {
+        if !matches!(self.act_bits, 8 | 16) {
+            return Err(CliError::Usage(format!(
+                "--act-bits must be 8 or 16, got {}",
+                self.act_bits
+            )));
+        }
+        if self.act_bits == 8 && self.quantize_lm_head {
+            return Err(CliError::Usage(
+                "--act-bits 8 rounds the projections' inputs, not lm_head's: with --quantize-lm-head, transformers' BitLinear would round lm_head's input too; use one of them".into(),
+            ));
+        }
         if self.rmsnorm_post_attn > 1 {
             return Err(CliError::Usage(format!(
                 "--rmsnorm-post-attn must be 0 or 1, got {}",
@@ -277,7 +293,7 @@ impl TrainFlags {
                     post_attn_norm: self.rmsnorm_post_attn == 1,
                     quantize_lm_head: self.quantize_lm_head,
                     subln: self.subln,
-                    act8: false,
+                    act8: self.act_bits == 8,
                 },
                 seq_len: self.seq_len,
                 loss_mask: self.loss_mask,

@@ -231,3 +231,63 @@ fn bad_gguf_files_are_named() {
     ]);
     assert!(!ok && err.contains("bitnet pack"), "{err}");
 }
+
+/// A training run with `--act-bits 8` writes a W1.58A8 packed file (metadata `activation_bits`),
+/// which generation runs with the rounding (other tokens than the same weights without it would
+/// give are possible, so only determinism and the marker are checked here; the GPU rounding itself
+/// is checked against the CPU reference and PyTorch in bitnet-gpu's tests), and whose hf-bitnet
+/// export computes what transformers' BitLinear computes.
+#[test]
+fn a_w158a8_run_is_marked_and_exported_as_such() {
+    let dir = tmp("gguf-a8");
+    let data = common::dataset(&dir);
+    let out = dir.join("run");
+    let llama = fixtures().join("llama");
+    let mut args = common::train_args(s(&data), s(&out), s(&llama), "2");
+    args.extend(["--act-bits", "8"]);
+    let (ok, _, err) = bitnet(&args);
+    assert!(ok, "{err}");
+    let packed = out.join("model.bitnet.safetensors");
+    let bytes = std::fs::read(&packed).unwrap();
+    let p = PackedModel::parse("packed", &bytes).unwrap();
+    assert!(p.act8);
+    assert_eq!(p.st.header.metadata["activation_bits"], "8");
+    // Repacking keeps the marker.
+    assert!(
+        PackedModel::parse("trit5", &p.repack(bitnet_core::Packing::Trit5).unwrap())
+            .unwrap()
+            .act8
+    );
+    assert_eq!(greedy(&packed), greedy(&packed));
+    let v = json(&[
+        "export",
+        s(&out),
+        "--format",
+        "hf-bitnet",
+        "--out",
+        s(&dir.join("hfb")),
+        "--json",
+    ]);
+    assert!(
+        v["notes"][0].as_str().unwrap().starts_with("W1.58A8"),
+        "{v}"
+    );
+    let v = json(&[
+        "export",
+        s(&out),
+        "--format",
+        "hf",
+        "--out",
+        s(&dir.join("hf")),
+        "--json",
+    ]);
+    assert!(
+        v["notes"].to_string().contains("without that rounding"),
+        "{v}"
+    );
+    let (ok, _, err) = bitnet(&[&args[..], &["--quantize-lm-head", "--overwrite"]].concat());
+    assert!(
+        !ok && err.contains("--act-bits 8") && err.contains("--quantize-lm-head"),
+        "{err}"
+    );
+}

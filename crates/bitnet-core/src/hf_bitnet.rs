@@ -8,8 +8,8 @@
 //! model's own activation) where its shapes allow; other models keep their Llama/Qwen2/Mistral
 //! class, with the modeling file of [`crate::hf_extra`] when they have extra norms.
 //!
-//! transformers' `BitLinear` also rounds its input activations to 8 bits per token (absmax), which
-//! the models this tool trains do not: [`HfBitnet::notes`] says so.
+//! transformers' `BitLinear` also rounds its input activations to 8 bits per token (absmax): what a
+//! model trained with `--act-bits 8` computes; for others [`HfBitnet::notes`] says that it differs.
 
 use std::collections::BTreeMap;
 
@@ -157,9 +157,11 @@ impl PackedModel<'_> {
                 crate::hf_extra::MODELING_SOURCE.as_bytes().to_vec(),
             );
         }
-        let mut notes = vec![
-            "transformers' BitLinear rounds every projection's input to 8 bits per token (absmax); this model was trained without that rounding, so transformers' logits differ from ours by its effect".to_string(),
-        ];
+        let mut notes = vec![if self.act8 {
+            "W1.58A8: transformers' BitLinear rounds every projection's input to 8 bits per token as this model was trained to".to_string()
+        } else {
+            "transformers' BitLinear rounds every projection's input to 8 bits per token (absmax); this model was trained without that rounding (train with --act-bits 8 for a model that has it), so transformers' logits differ from ours by its effect".to_string()
+        }];
         if as_bitnet {
             notes.push("model_type `bitnet` (transformers' BitNet model, SubLN norms as attn_sub_norm/ffn_sub_norm) with hidden_act silu, the activation it was trained with".into());
         } else if post || subln {

@@ -26,6 +26,7 @@ pub struct PackedWriter {
     quantizer: Quantizer,
     tensors: Vec<OwnedTensor>,
     shapes: BTreeMap<String, Vec<usize>>,
+    act8: bool,
 }
 
 impl PackedWriter {
@@ -35,7 +36,14 @@ impl PackedWriter {
             quantizer,
             tensors: Vec::new(),
             shapes: BTreeMap::new(),
+            act8: false,
         }
+    }
+
+    /// Marks the model W1.58A8: trained with every projection's input rounded to 8 bits per token
+    /// (metadata `activation_bits` = 8), which running it must do too.
+    pub fn set_act8(&mut self, act8: bool) {
+        self.act8 = act8;
     }
 
     /// Adds a ternary tensor from its codes.
@@ -90,6 +98,9 @@ impl PackedWriter {
             })?;
             meta.insert("tokenizer".to_string(), text.to_string());
         }
+        if self.act8 {
+            meta.insert("activation_bits".to_string(), "8".to_string());
+        }
         meta.insert("checksum".to_string(), checksum(&data));
         Ok(serialize_with_data(header, &meta, &data))
     }
@@ -107,6 +118,8 @@ pub struct PackedModel<'a> {
     pub shapes: BTreeMap<String, Vec<usize>>,
     pub config_json: String,
     pub tokenizer_json: Option<String>,
+    /// W1.58A8 (metadata `activation_bits` = 8): projection inputs rounded to 8 bits per token.
+    pub act8: bool,
 }
 
 impl<'a> PackedModel<'a> {
@@ -165,7 +178,17 @@ impl<'a> PackedModel<'a> {
                 }
             }
         }
+        let act8 = match meta.get("activation_bits").map(String::as_str) {
+            None | Some("16") => false,
+            Some("8") => true,
+            Some(other) => {
+                return Err(err(format!(
+                    "activation_bits `{other}` is not supported (8, or none for full-precision activations)"
+                )));
+            }
+        };
         Ok(PackedModel {
+            act8,
             file: file.to_string(),
             config_json: get("config")?.clone(),
             tokenizer_json: meta.get("tokenizer").cloned(),
@@ -223,6 +246,7 @@ impl<'a> PackedModel<'a> {
     /// The same model in another packing: the same codes, scales and other tensors.
     pub fn repack(&self, packing: Packing) -> Result<Vec<u8>> {
         let mut w = PackedWriter::new(packing, self.quantizer);
+        w.set_act8(self.act8);
         for info in &self.st.header.tensors {
             if let Some(shape) = self.shapes.get(&info.name) {
                 w.add_ternary(&info.name, shape.clone(), &self.ternary(&info.name)?);

@@ -79,6 +79,9 @@ pub struct Generator {
     post_attn_norm: bool,
     /// SubLN gains on o_proj's and down_proj's inputs.
     subln: bool,
+    /// W1.58A8: every projection's input rounded to 8 bits per token (a model trained with
+    /// `--act-bits 8`; the packed file says so).
+    pub act8: bool,
     plan: GemmPlan,
 }
 
@@ -112,6 +115,8 @@ struct Work {
     vc: Vec<wgpu::Buffer>,
     last: wgpu::Buffer,
     logits: wgpu::Buffer,
+    /// W1.58A8: a projection's input rounded to 8 bits.
+    act_q: Option<wgpu::Buffer>,
 }
 
 /// Which attention a pass runs: causal over the B·T prompt rows, or one new row per sequence
@@ -197,6 +202,7 @@ impl Generator {
             matvec: true,
             post_attn_norm,
             subln,
+            act8: false,
             plan: gpu.gemm_plan(),
         })
     }
@@ -264,10 +270,16 @@ impl Generator {
                 .collect::<Result<_, _>>()?,
             last: f("last positions", b as usize * h)?,
             logits: f("logits", b as usize * vocab)?,
+            act_q: match self.act8 {
+                true => Some(f("8-bit activations", rows * h.max(qd).max(inter))?),
+                false => None,
+            },
         })
     }
 
-    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`: packed, matrix–vector or GEMM.
+    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`: packed, matrix–vector or GEMM; x
+    /// rounded to 8 bits per row into `act_q` first when given (W1.58A8).
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         &self,
         gpu: &Gpu,
@@ -276,9 +288,16 @@ impl Generator {
         name: &str,
         has_bias: bool,
         x: &wgpu::Buffer,
+        act_q: Option<&wgpu::Buffer>,
         y: &wgpu::Buffer,
     ) {
         let wname = format!("{name}.weight");
+        let inp = match (self.ternary.get(&wname), self.weights.get(&wname)) {
+            (Some(t), _) => t.inp,
+            (None, Some((_, shape))) => shape[1] as u32,
+            _ => 0,
+        };
+        let x = crate::model::quantized(gpu, ops, act_q, rows, inp, x);
         let bias = has_bias.then(|| self.w(&format!("{name}.bias")));
         if let (Some(t), Some(scratch)) = (self.ternary.get(&wname), &self.unpacked) {
             ops.extend(gpu.ternary_linear(self.plan, rows, x, t, bias, scratch, y));
@@ -325,6 +344,7 @@ impl Generator {
             d,
             cap: w.cap,
         };
+        let act_q = w.act_q.as_ref();
         let embed = "model.embed_tokens.weight";
         let mut ops = vec![match self.bf16.get(embed) {
             Some(t) => gpu.embedding_forward_bf16(rows, h, vocab, t, &w.ids, &w.x),
@@ -337,7 +357,7 @@ impl Generator {
             ops.push(gpu.rmsnorm_forward(rows, h, eps, &w.x, g_in, &w.rstd, &w.n1));
             for (p, y) in [("q_proj", &w.q), ("k_proj", &w.k), ("v_proj", &w.v)] {
                 let name = format!("{att}.{p}");
-                self.linear(gpu, &mut ops, rows, &name, cfg.qkv_bias, &w.n1, y);
+                self.linear(gpu, &mut ops, rows, &name, cfg.qkv_bias, &w.n1, act_q, y);
             }
             match pass {
                 Pass::Prefill => {
@@ -385,7 +405,7 @@ impl Generator {
                 &w.att
             };
             let o_name = format!("{att}.o_proj");
-            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, o_in, &w.o);
+            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, o_in, act_q, &w.o);
             if self.post_attn_norm {
                 let g = self.w(&post_attn_norm_name(l));
                 ops.push(gpu.rmsnorm_forward(rows, h, POST_ATTN_NORM_EPS, &w.o, g, &w.rstd, &w.on));
@@ -404,6 +424,7 @@ impl Generator {
                 &format!("{mlp}.gate_proj"),
                 bias,
                 &w.n1,
+                act_q,
                 &w.gate,
             );
             self.linear(
@@ -413,6 +434,7 @@ impl Generator {
                 &format!("{mlp}.up_proj"),
                 bias,
                 &w.n1,
+                act_q,
                 &w.up,
             );
             ops.push(gpu.swiglu_forward(rows * inter, &w.gate, &w.up, &w.hact));
@@ -430,6 +452,7 @@ impl Generator {
                 &format!("{mlp}.down_proj"),
                 bias,
                 down_in,
+                act_q,
                 &w.o,
             );
             ops.push(gpu.accumulate(rows * h, &w.o, &w.x));
@@ -458,7 +481,7 @@ impl Generator {
         } else {
             "lm_head"
         };
-        self.linear(gpu, &mut ops, w.b, lm, false, &w.n1, &w.logits);
+        self.linear(gpu, &mut ops, w.b, lm, false, &w.n1, None, &w.logits);
         Ok(ops)
     }
 

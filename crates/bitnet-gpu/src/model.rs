@@ -285,7 +285,14 @@ impl GpuModel {
         tokens: &[Vec<u32>],
         targets: &[i32],
     ) -> Result<Batch, GpuError> {
-        Batch::alloc(gpu, &self.cfg, tokens, targets, self.setup.subln, self.setup.act8)
+        Batch::alloc(
+            gpu,
+            &self.cfg,
+            tokens,
+            targets,
+            self.setup.subln,
+            self.setup.act8,
+        )
     }
 
     /// After a forward pass over `batch`: per layer, the mean RMS over the rows `rows` (its real
@@ -914,7 +921,7 @@ impl GpuModel {
 
 /// `x` (rows of `inp`) rounded to 8 bits per row into `act_q` when there is one (W1.58A8), else
 /// `x` itself: the input a projection multiplies.
-fn quantized<'b>(
+pub(crate) fn quantized<'b>(
     gpu: &Gpu,
     ops: &mut Vec<Op>,
     act_q: Option<&'b wgpu::Buffer>,

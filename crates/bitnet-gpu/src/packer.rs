@@ -21,6 +21,8 @@ pub struct PackOptions {
     /// Store the full-precision tensors (embeddings, norms, biases, lm_head) as this floating-point
     /// dtype; None: as the model stores them (F16 and BF16 stay 16-bit).
     pub fp_dtype: Option<Dtype>,
+    /// Mark the file W1.58A8 (a model trained with `--act-bits 8`).
+    pub act8: bool,
 }
 
 /// One line of the pack report.
@@ -130,6 +132,7 @@ pub async fn pack_model<F: ModelFiles>(
         );
         writer.add_plain(t);
     }
+    writer.set_act8(opts.act8);
     let file = writer.finish(&model.config_json, model.tokenizer_json.as_deref())?;
     let ternary: Vec<&TensorReport> = reports.iter().filter(|r| r.ternary).collect();
     let ternary_parameters: u64 = ternary

@@ -132,7 +132,7 @@ pub(crate) fn inference_model(ctx: &Ctx<'_>, m: &Loaded) -> Result<GpuModel> {
         post_attn_norm: m.post_attn_norm(),
         quantize_lm_head: false,
         subln: m.subln(),
-        act8: false,
+        act8: m.act8,
     };
     let mut model = GpuModel::for_inference(ctx.gpu, &m.model.config, &m.weights, setup)?;
     model.pack_projections(ctx.gpu, &m.codes)?;

@@ -124,6 +124,24 @@ pub fn export_packed(
         )));
     }
     let packed = PackedModel::parse(name, bytes).map_err(err)?;
+    let mut exported = export_parsed(name, &packed, format, chat_template)?;
+    if packed.act8 && format != Format::HfBitnet {
+        exported.notes.push(if format == Format::Hf {
+            "the model was trained W1.58A8 (projection inputs rounded to 8 bits per token); the dequantized folder computes it without that rounding — hf-bitnet computes it as trained".to_string()
+        } else {
+            "the model was trained W1.58A8 (projection inputs rounded to 8 bits per token); llama.cpp rounds activations for TQ tensors per block of 256 values (Q8_K) and not at all for F16 ones: close to it, not exactly it".to_string()
+        });
+    }
+    Ok(exported)
+}
+
+fn export_parsed(
+    name: &str,
+    packed: &PackedModel,
+    format: Format,
+    chat_template: Option<&str>,
+) -> Result<Exported> {
+    let err = |e| PipelineError::input(name, e);
     match format {
         Format::GgufTq2 | Format::GgufTq1 => {
             let ty = if format == Format::GgufTq1 {
@@ -133,7 +151,7 @@ pub fn export_packed(
             };
             gguf(
                 name,
-                &Source::from_packed(&packed).map_err(err)?,
+                &Source::from_packed(packed).map_err(err)?,
                 ty,
                 None,
                 chat_template,

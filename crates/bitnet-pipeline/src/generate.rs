@@ -51,7 +51,8 @@ pub async fn continue_prompt(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Continuation> {
     m.check_context(prompt_ids.len(), max_new_tokens)?;
-    let generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    let mut generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    generator.act8 = m.act8;
     let opts = GenerateOptions {
         max_new_tokens,
         sampling,

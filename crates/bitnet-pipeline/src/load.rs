@@ -39,6 +39,9 @@ pub struct Loaded {
     /// How the model stores each full-precision tensor (a BF16 model's embedding and lm_head stay
     /// bf16 on the GPU for generation).
     pub dtypes: BTreeMap<String, Dtype>,
+    /// W1.58A8: trained with its projections' inputs rounded to 8 bits per token (the packed file
+    /// says so), which running it does too.
+    pub act8: bool,
 }
 
 impl Loaded {
@@ -142,6 +145,7 @@ pub async fn load_folder<F: ModelFiles>(
             packing: Packing::TwoBit,
             quantize_lm_head: false,
             fp_dtype: None,
+            act8: false,
         };
         let (bytes, _) = pack_model(gpu, &model, files, &opts, Vec::new(), |_| {})
             .await
@@ -168,6 +172,7 @@ pub async fn load_folder<F: ModelFiles>(
         ternary: false,
         codes: BTreeMap::new(),
         dtypes,
+        act8: false,
     })
 }
 
@@ -250,5 +255,6 @@ pub async fn load_packed(
         ternary: true,
         codes,
         dtypes,
+        act8: packed.act8,
     })
 }

@@ -245,7 +245,8 @@ pub async fn selfgen<S: Store>(
     } else {
         store.put(out, b"").await?;
     }
-    let generator = Generator::new(gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    let mut generator = Generator::new(gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    generator.act8 = m.act8;
     let now = clock();
     let (mut tokens, mut ms) = (0usize, 0f64);
     while state.counts.kept < cfg.num && state.counts.attempts < max_attempts {

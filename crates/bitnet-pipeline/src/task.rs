@@ -98,7 +98,8 @@ pub async fn task_accuracy(
             .map_err(|e| PipelineError::Invalid(format!("{file}, task {}: {e}", i + 1)))?;
         prompts.push((ids, budget));
     }
-    let generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    let mut generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
+    generator.act8 = m.act8;
     let mut answers = Vec::with_capacity(tasks.len());
     for (chunk, batch) in tasks.chunks(bsz).zip(prompts.chunks(bsz)) {
         ctx.control.between_steps().await?;

@@ -693,6 +693,7 @@ async fn export<S: Store>(
         packing: Packing::TwoBit,
         quantize_lm_head: s.setup.quantize_lm_head,
         fp_dtype: None,
+        act8: s.setup.act8,
     };
     let (packed_bytes, report) =
         pack_model(Some(ctx.gpu), &trained, &mem, &opts, extra_norms, |t| {

@@ -39,6 +39,9 @@ pub struct Args {
     /// Replace --out if it exists.
     #[arg(long)]
     overwrite: bool,
+    /// 8: round every projection's input to 8 bits per token (W1.58A8, straight-through).
+    #[arg(long = "act-bits", alias = "act_bits", default_value_t = 16)]
+    act_bits: u8,
 }
 
 pub fn run(a: Args, json: bool) -> CliResult {
@@ -47,8 +50,14 @@ pub fn run(a: Args, json: bool) -> CliResult {
         post_attn_norm: a.rmsnorm_post_attn,
         quantize_lm_head: a.quantize_lm_head,
         subln: a.subln,
-        act8: false,
+        act8: a.act_bits == 8,
     };
+    if !matches!(a.act_bits, 8 | 16) {
+        return Err(CliError::Usage(format!(
+            "--act-bits must be 8 or 16, got {}",
+            a.act_bits
+        )));
+    }
     let mut inputs = super::files_in(&a.model_dir);
     inputs.push(a.tokens.clone());
     super::check_outputs(std::slice::from_ref(&a.out), &inputs, a.overwrite)?;

@@ -46,6 +46,7 @@ pub fn run(a: Args, json: bool) -> CliResult {
         packing: a.packing,
         quantize_lm_head: a.quantize_lm_head,
         fp_dtype: a.fp_dtype,
+        act8: false,
     };
     super::check_outputs(
         std::slice::from_ref(&a.out),
