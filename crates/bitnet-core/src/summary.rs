@@ -153,6 +153,20 @@ impl MemoryPlan {
         self
     }
 
+    /// The plan of a W1.58A8 model: per batch, a projection's input rounded to 8 bits (rows of the
+    /// widest input).
+    pub fn with_act8(mut self, c: &ModelConfig) -> Self {
+        let width = c
+            .hidden_size
+            .max(c.num_attention_heads * c.head_dim)
+            .max(c.intermediate_size) as u64;
+        let tokens = (self.batch * self.seq_len) as u64;
+        let acts = 4 * self.micro_batches.max(1) as u64 * tokens * width;
+        self.activations += acts;
+        self.total += acts;
+        self
+    }
+
     /// The plan of a run that distills from the base model: the frozen teacher's weights and the
     /// buffers of its batches (as many as the student's, without SubLN).
     pub fn with_teacher(mut self, c: &ModelConfig) -> Self {

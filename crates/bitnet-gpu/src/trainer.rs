@@ -233,6 +233,9 @@ impl TrainSettings {
         if self.setup.subln {
             plan = plan.with_subln(cfg);
         }
+        if self.setup.act8 {
+            plan = plan.with_act8(cfg);
+        }
         if self.loss != LossKind::Ce {
             plan = plan.with_teacher(cfg);
         }

@@ -318,6 +318,8 @@ pub struct TrainForm {
     pub scale: RwSignal<String>,
     pub post_attn_norm: RwSignal<bool>,
     pub subln: RwSignal<bool>,
+    /// W1.58A8: projection inputs rounded to 8 bits per token.
+    pub act8: RwSignal<bool>,
     pub norm_init: RwSignal<String>,
     pub loss: RwSignal<String>,
     pub kd_temperature: RwSignal<String>,
@@ -352,6 +354,7 @@ impl TrainForm {
             scale: s("optimal"),
             post_attn_norm: RwSignal::new(true),
             subln: RwSignal::new(false),
+            act8: RwSignal::new(false),
             norm_init: s(""),
             loss: s(""),
             kd_temperature: s(""),
@@ -395,6 +398,7 @@ impl TrainForm {
         }
         self.post_attn_norm.set(s.setup.post_attn_norm);
         self.subln.set(s.setup.subln);
+        self.act8.set(s.setup.act8);
         self.norm_init.set(s.norm_init.name().into());
         self.loss.set(s.loss.name().into());
         self.kd_temperature.set(s.kd_temperature.to_string());
@@ -454,6 +458,7 @@ impl TrainForm {
         s.setup.quantizer = quantizer;
         s.setup.post_attn_norm = self.post_attn_norm.get_untracked();
         s.setup.subln = self.subln.get_untracked();
+        s.setup.act8 = self.act8.get_untracked();
         s.norm_init = g(self.norm_init).parse()?;
         s.loss = g(self.loss).parse()?;
         s.kd_temperature = parse("KD temperature", &g(self.kd_temperature), "a number")?;

@@ -236,6 +236,9 @@ pub fn plan_view(st: Studio) -> impl IntoView {
         if st.tr.subln.get() {
             plan = plan.with_subln(&cfg);
         }
+        if st.tr.act8.get() {
+            plan = plan.with_act8(&cfg);
+        }
         if st.tr.loss.get() != "ce" {
             plan = plan.with_teacher(&cfg);
         }

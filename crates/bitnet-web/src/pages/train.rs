@@ -203,6 +203,7 @@ pub fn TrainPage() -> impl IntoView {
                 {field("tr-log-every", "metrics line every (steps)", f.log_every)}
                 {check("tr-post-attn", "post-attention RMSNorm (the seed's)", f.post_attn_norm)}
                 {check("tr-subln", "SubLN (BitNet's norms before o_proj and down_proj)", f.subln)}
+                {check("tr-act8", "8-bit activations (W1.58A8, as transformers' BitLinear computes)", f.act8)}
                 {move || (f.post_attn_norm.get() || f.subln.get()).then(|| select("tr-norm-init", "extra norm gains start at", f.norm_init, NORM_INITS))}
                 {select("tr-loss", "loss", f.loss, LOSSES)}
                 {move || (f.loss.get() != "ce").then(|| view! {
