@@ -14,6 +14,9 @@ and for the llama fixture trained a few steps with the post-attention norm, and 
   logits (`bitnet grads` of the same folder);
 - hf-bitnet loaded by transformers gives our logits when the model was trained with --act-bits 8
   (W1.58A8, what BitLinear computes); without, they differ by BitLinear's 8-bit activation rounding.
+- when llama-cpp-python is installed (built from source: `pip install llama-cpp-python`), llama.cpp
+  loads every GGUF export; its logits of one sequence against ours, and whether their greedy next
+  tokens agree; a SubLN model with tied embeddings exports to llama.cpp's `bitnet` architecture.
 Prints Markdown tables for docs/FORMAT.md.
 """
 import json
@@ -95,7 +98,25 @@ def check_hf_bitnet(folder, ref, ternary):
     return worst
 
 
-def wide(d):
+def llama_cpp(path, ours):
+    """llama.cpp's logits of TOKENS from the GGUF file against ours: (max diff / max |logit|,
+    fraction of positions whose argmax agrees), or None without llama-cpp-python."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=path, logits_all=True, n_ctx=64, verbose=False)
+    llm.eval(TOKENS[0])
+    theirs = np.array(llm.scores[:len(TOKENS[0])])
+    return np.abs(theirs - ours).max() / np.abs(ours).max(), (theirs.argmax(-1) == ours.argmax(-1)).mean()
+
+
+def cpp_cell(path, ours):
+    r = llama_cpp(path, ours)
+    return "(llama-cpp-python not installed)" if r is None else f"{r[0]:.2e}, argmax {r[1]:.0%}"
+
+
+def wide(d, tied=False):
     """The llama fixture's tokenizer on a random one-layer Llama whose rows are 256 and 512 long,
     so that its projections are TQ blocks rather than the F16 fallback."""
     import shutil
@@ -107,7 +128,7 @@ def wide(d):
         shutil.copy(os.path.join(src, f), out)
     cfg = json.load(open(os.path.join(src, "config.json")))
     cfg.update(hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=2,
-               num_key_value_heads=1, head_dim=128)
+               num_key_value_heads=1, head_dim=128, tie_word_embeddings=tied)
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
     g = np.random.default_rng(15)
     h, i, v = 256, 512, cfg["vocab_size"]
@@ -117,6 +138,8 @@ def wide(d):
               "model.layers.0.self_attn.v_proj.weight": (128, h), "model.layers.0.self_attn.o_proj.weight": (h, h),
               "model.layers.0.mlp.gate_proj.weight": (i, h), "model.layers.0.mlp.up_proj.weight": (i, h),
               "model.layers.0.mlp.down_proj.weight": (h, i)}
+    if tied:
+        del shapes["lm_head.weight"]
     save_file({n: (g.standard_normal(s) * 0.05).astype(np.float32) for n, s in shapes.items()},
               os.path.join(out, "model.safetensors"))
     return out
@@ -175,6 +198,23 @@ def extra_norm_rows():
     return rows
 
 
+def bitnet_arch_row():
+    """A SubLN model with tied embeddings, trained 2 steps, as llama.cpp's `bitnet` architecture."""
+    with tempfile.TemporaryDirectory() as d:
+        src = wide(d, tied=True)
+        data = os.path.join(d, "data.jsonl")
+        with open(data, "w") as f:
+            for i, o in DATA:
+                f.write(json.dumps({"instruction": i, "input": "", "output": o}) + "\n")
+        run = os.path.join(d, "run")
+        bitnet("train", "--base_model", src, "--dataset", data, "--out_dir", run, "--steps", "2", "--bsz", "2",
+               "--grad_accum", "1", "--lr", "3e-3", "--seq-len", "32", "--rmsnorm_post_attn", "0", "--subln")
+        out = os.path.join(d, "m.gguf")
+        v = json.loads(bitnet("export", run, "--format", "gguf-tq2_0", "--out", out, "--json"))
+        ours = our_logits(os.path.join(run, "hf"), d)
+        return f"| wide, tied, 2 steps with SubLN | gguf-tq2_0 | {v['architecture']} | {cpp_cell(out, ours)} |"
+
+
 def main():
     rows = []
     for fixture in ["llama", "qwen2", "mistral", "wide"]:
@@ -186,24 +226,29 @@ def main():
             ref = load_file(os.path.join(d, "hf", "model.safetensors"))
             cfg = json.load(open(os.path.join(src, "config.json")))
             ternary = [n for n in ref if "_proj." in n and n.endswith(".weight")]
+            ours = our_logits(os.path.join(d, "hf"), d)
             for fmt in ["gguf-tq2_0", "gguf-tq1_0"]:
                 out = os.path.join(d, fmt + ".gguf")
                 bitnet("export", packed, "--format", fmt, "--out", out)
                 arch, worst, ident, fb = check_gguf(out, ref, cfg, ternary)
                 rows.append(f"| {fixture} | {fmt} | gguf-py {arch}: {len(ternary)} ternary tensors, "
                             f"{ident} TQ tensors bit-identical to gguf-py's quantize, {fb} F16 fallback | "
-                            f"{worst:.2e} |")
+                            f"{worst:.2e} | {cpp_cell(out, ours)} |")
             out = os.path.join(d, "hf-bitnet")
             bitnet("export", packed, "--format", "hf-bitnet", "--out", out)
             worst = check_hf_bitnet(out, ref, ternary)
-            rows.append(f"| {fixture} | hf-bitnet | transformers unpack_weights / weight_scale | {worst:.2e} |")
-    print("| fixture | export | checked with | max abs(err) / γ |")
-    print("|---|---|---|---|")
+            rows.append(f"| {fixture} | hf-bitnet | transformers unpack_weights / weight_scale | {worst:.2e} | |")
+    print("| fixture | export | checked with | max abs(err) / γ | llama.cpp logits vs ours: max diff / max abs(logit), greedy agreement |")
+    print("|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     print("| model | export | loaded as | max abs(logit difference) / max abs(logit) |")
     print("|---|---|---|---|")
     print("\n".join(extra_norm_rows()))
+    print()
+    print("| model | export | llama.cpp architecture | llama.cpp logits vs ours |")
+    print("|---|---|---|---|")
+    print(bitnet_arch_row())
 
 
 if __name__ == "__main__":
