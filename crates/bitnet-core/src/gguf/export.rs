@@ -455,6 +455,21 @@ mod tests {
             "\"tie_word_embeddings\":true",
             "\"tie_word_embeddings\":false",
         );
+        // And back: the imported folder holds the SubLN gains and the same weights.
+        let files = super::super::import::to_hf_files("m.gguf", &e.bytes).unwrap();
+        let st = crate::safetensors::SafeTensors::parse(
+            "model.safetensors",
+            &files["model.safetensors"],
+        )
+        .unwrap();
+        let sub = st.get("model.layers.0.mlp.ffn_sub_norm.weight").unwrap();
+        assert_eq!(st.to_f32(sub).unwrap(), vec![0.5; 128]);
+        let back = st
+            .to_f32(st.get("model.layers.0.self_attn.q_proj.weight").unwrap())
+            .unwrap();
+        let d = half::f16::from_f32(q.unwrap().scale).to_f32();
+        let want: Vec<f32> = q.unwrap().codes.iter().map(|&c| f32::from(c) * d).collect();
+        assert_eq!(back, want);
         let m = export_gguf("m", &untied, GgmlType::TQ2_0, None, None)
             .err()
             .unwrap()

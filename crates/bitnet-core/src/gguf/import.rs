@@ -38,9 +38,12 @@ pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>
     let (model_type, architecture) = match arch {
         "llama" => ("llama", "LlamaForCausalLM"),
         "qwen2" => ("qwen2", "Qwen2ForCausalLM"),
+        // llama.cpp's BitNet: a Llama with SubLN (attn_sub_norm, ffn_sub_norm), SwiGLU, rows as
+        // transformers stores them, the output layer the token embedding.
+        "bitnet" => ("llama", "LlamaForCausalLM"),
         other => {
             return Err(CoreError::Invalid(format!(
-                "{file}: general.architecture `{other}` is not supported; supported: llama, qwen2"
+                "{file}: general.architecture `{other}` is not supported; supported: llama, qwen2, bitnet"
             )));
         }
     };
@@ -84,7 +87,7 @@ pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>
         "rope_theta": short(m.f64(&k("rope.freq_base"))?.unwrap_or(10000.0)),
         "max_position_embeddings": m.u64(&k("context_length"))?.unwrap_or(2048),
         "vocab_size": vocab,
-        "tie_word_embeddings": g.tensor("output.weight").is_none(),
+        "tie_word_embeddings": arch == "bitnet" || g.tensor("output.weight").is_none(),
         "hidden_act": "silu",
         "torch_dtype": "float32",
     });
