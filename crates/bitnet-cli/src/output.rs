@@ -168,7 +168,7 @@ impl Printer {
                     m.hf_folder
                 ));
                 if m.settings.setup.post_attn_norm || m.settings.setup.subln {
-                    self.line("note: the extra norms' trained gains (post-attention RMSNorm, SubLN) are inside the packed file, which generate and eval use; hf/ is a stock Llama-family folder without them");
+                    self.line("note: the extra norms' trained gains (post-attention RMSNorm, SubLN) are inside the packed file, which generate and eval use, and in hf/ with modeling_bitnet_studio.py, which adds them when transformers loads it with trust_remote_code=True");
                 }
             }
             Event::Perplexity { label, result } => {

@@ -503,7 +503,8 @@ fn generate_chat_prompts_through_the_tokenizer_chat_template() {
 
 /// A model trained with the post-attention RMSNorm carries its trained gains in its packed file:
 /// `eval` of the file copied alone elsewhere gives the same loss, and `generate` runs it; `unpack`
-/// says the folder cannot hold them. A packed file without gains (written before they travelled in
+/// writes them into the folder with the modeling file that adds them, and our own `generate` of
+/// that folder gives the packed file's tokens. A packed file without gains (written before they travelled in
 /// it) still reads post_attn_norm.safetensors beside it — trained gains, gains of 1 and none give
 /// three models — and a broken one is an error that names it.
 #[test]
@@ -564,17 +565,20 @@ fn a_packed_file_carries_its_trained_post_attention_gains() {
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(&packed, alone.join("m.safetensors")).unwrap();
     assert_eq!(eval(&alone.join("m.safetensors")), with_trained);
-    let g = json(&[
-        "generate",
-        "--model",
-        s(&packed),
-        "--prompt",
-        "Hi",
-        "--greedy",
-        "--max-new-tokens",
-        "4",
-        "--json",
-    ]);
+    let greedy = |model: &Path| {
+        json(&[
+            "generate",
+            "--model",
+            s(model),
+            "--prompt",
+            "Hi",
+            "--greedy",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ])
+    };
+    let g = greedy(&packed);
     assert_eq!(g["tokens"].as_array().unwrap().len(), 4);
     // The Hugging Face folder carries the gains and the modeling file that adds the norm; our own
     // tools load it with the norm too: the tokens of the packed file.
@@ -586,18 +590,7 @@ fn a_packed_file_carries_its_trained_post_attention_gains() {
         "{err}"
     );
     assert!(hf.join("modeling_bitnet_studio.py").is_file());
-    let from_folder = json(&[
-        "generate",
-        "--model",
-        s(&hf),
-        "--prompt",
-        "Hi",
-        "--greedy",
-        "--max-new-tokens",
-        "4",
-        "--json",
-    ]);
-    assert_eq!(from_folder["tokens"], g["tokens"]);
+    assert_eq!(greedy(&hf)["tokens"], g["tokens"]);
 
     // A packed file without gains, as written before: the gains file beside it counts.
     let old = dir.join("old");

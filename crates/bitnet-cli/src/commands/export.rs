@@ -31,8 +31,12 @@ pub struct Args {
     overwrite: bool,
 }
 
-/// The packed file of `src`: itself, or the one a training run wrote in it.
+/// The packed file of `src`: itself, or the one a training run wrote in it (a `.gguf` file is a
+/// model folder's stand-in, not a packed file).
 fn packed_file(src: &Path) -> Option<PathBuf> {
+    if crate::store::is_gguf(src) {
+        return None;
+    }
     if src.is_file() {
         return Some(src.to_path_buf());
     }

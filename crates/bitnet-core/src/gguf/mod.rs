@@ -479,7 +479,13 @@ impl Meta<'_, '_> {
             .map(|v| v.as_str().ok_or_else(|| self.err(key, "expected a string")))
             .transpose()
     }
-    pub fn strings(&self, key: &str) -> Result<Option<Vec<&str>>> {
+    /// The elements of the array `key`, each through `item` (None: not an element of the kind).
+    fn array<'v, T>(
+        &'v self,
+        key: &str,
+        kind: &str,
+        item: impl Fn(&'v Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>> {
         let Some(v) = self.0.get(key) else {
             return Ok(None);
         };
@@ -488,32 +494,22 @@ impl Meta<'_, '_> {
             .ok_or_else(|| self.err(key, "expected an array"))?;
         items
             .iter()
-            .map(|i| {
-                i.as_str()
-                    .ok_or_else(|| self.err(key, "expected an array of strings"))
-            })
+            .map(|i| item(i).ok_or_else(|| self.err(key, format!("expected an array of {kind}"))))
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
+    pub fn strings(&self, key: &str) -> Result<Option<Vec<&str>>> {
+        self.array(key, "strings", Value::as_str)
+    }
     pub fn ints(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        let Some(v) = self.0.get(key) else {
-            return Ok(None);
-        };
-        let items = v
-            .as_array()
-            .ok_or_else(|| self.err(key, "expected an array"))?;
-        items
-            .iter()
-            .map(|i| match *i {
-                Value::I32(x) => Ok(x.into()),
-                Value::I64(x) => Ok(x),
-                Value::U32(x) => Ok(x.into()),
-                Value::U8(x) => Ok(x.into()),
-                Value::I8(x) => Ok(x.into()),
-                _ => Err(self.err(key, "expected an array of integers")),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        self.array(key, "integers", |i| match *i {
+            Value::I32(x) => Some(x.into()),
+            Value::I64(x) => Some(x),
+            Value::U32(x) => Some(x.into()),
+            Value::U8(x) => Some(x.into()),
+            Value::I8(x) => Some(x.into()),
+            _ => None,
+        })
     }
 }
 
