@@ -261,11 +261,6 @@ impl TrainFlags {
                 self.act_bits
             )));
         }
-        if self.act_bits == 8 && self.quantize_lm_head {
-            return Err(CliError::Usage(
-                "--act-bits 8 rounds the projections' inputs, not lm_head's: with --quantize-lm-head, transformers' BitLinear would round lm_head's input too; use one of them".into(),
-            ));
-        }
         if self.rmsnorm_post_attn > 1 {
             return Err(CliError::Usage(format!(
                 "--rmsnorm-post-attn must be 0 or 1, got {}",

@@ -164,7 +164,7 @@ fn packed_exports_keep_codes_and_scales() {
                 .into_iter()
                 .find(|(k, _)| name.contains(k));
             if let Some((_, h)) = heads {
-                codes = permute_rows(&codes, shape[0], h, true);
+                codes = permute_rows(&codes, shape[0], h, true).unwrap();
             }
             let want: Vec<f32> = t.codes.iter().map(|&q| f32::from(q)).collect();
             assert_eq!(codes, want, "{name}");

@@ -591,6 +591,11 @@ fn a_packed_file_carries_its_trained_post_attention_gains() {
     );
     assert!(hf.join("modeling_bitnet_studio.py").is_file());
     assert_eq!(greedy(&hf)["tokens"], g["tokens"]);
+    // Such a folder is no training base (yet): refused, not trained with its gains ignored.
+    let data = common::dataset(&dir);
+    let again = dir.join("again");
+    let (ok, _, err) = bitnet(&common::train_args(s(&data), s(&again), s(&hf), "1"));
+    assert!(!ok && err.contains("extra-norm gains"), "{err}");
 
     // A packed file without gains, as written before: the gains file beside it counts.
     let old = dir.join("old");

@@ -29,6 +29,9 @@ pub struct HfBitnet {
 /// `pack_weights` packs them; `out` must be a multiple of 4.
 pub fn pack_rows(codes: &[i8], out: usize, inp: usize) -> Vec<u8> {
     let r4 = out / 4;
+    if inp == 0 {
+        return Vec::new();
+    }
     let mut b = vec![0u8; r4 * inp];
     for (i, row) in codes.chunks(inp).enumerate() {
         let (r, shift) = (i % r4, 2 * (i / r4));
@@ -70,6 +73,12 @@ impl PackedModel<'_> {
             &format!("{} (config)", self.file),
             self.config_json.as_bytes(),
         )?;
+        let stored = self.st.header.tensors.iter().filter_map(|t| {
+            let shape = self.shapes.get(&t.name).unwrap_or(&t.shape);
+            (!self.is_ternary_part(&t.name) || self.shapes.contains_key(&t.name))
+                .then_some((t.name.as_str(), shape.as_slice()))
+        });
+        crate::params::check_shapes(&self.file, &cfg, stored)?;
         let norms = self.extra_norms()?;
         let post = norms.contains_key(&post_attn_norm_name(0));
         let subln = norms.keys().any(|n| n.ends_with("_sub_norm.weight"));

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::ModelConfig;
-use crate::cpu::model::extra_norm_width;
+use crate::cpu::model::{extra_norm_width, extra_norms, post_attn_norm_name, subln_names};
 use crate::error::{CoreError, Result};
 use crate::params::{ParamSpec, Role, is_ignorable_extra, param_table};
 use crate::safetensors::{Dtype, Header, TensorInfo, decode_f32};
@@ -301,17 +301,46 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
         });
     }
     // The trained gains of the norms a base model does not have (post-attention RMSNorm, SubLN),
-    // as bitnet-studio's Hugging Face exports carry them: loaded beside the parameters.
-    let extras: Vec<(String, usize)> = found
-        .iter()
-        .filter_map(|(n, (_, info))| {
-            let width = extra_norm_width(cfg, n)?;
-            let float = matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16);
-            (float && info.shape == [width]).then(|| (n.to_string(), width))
-        })
-        .collect();
-    for (name, width) in extras {
-        let (si, info) = found.remove(name.as_str()).expect("found above");
+    // as bitnet-studio's Hugging Face exports carry them: loaded beside the parameters, every
+    // layer's of a kind or none.
+    let post = found.contains_key(post_attn_norm_name(0).as_str());
+    let subln = found.contains_key(subln_names(0)[0].as_str());
+    let any_extra = found.keys().any(|n| extra_norm_width(cfg, n).is_some());
+    if any_extra && !post && !subln {
+        let (name, (si, _)) = found
+            .iter()
+            .find(|(n, _)| extra_norm_width(cfg, n).is_some())
+            .expect("any_extra");
+        return Err(CoreError::tensor(
+            &shards[*si].file,
+            name,
+            "an extra norm gain without layer 0's: the set is incomplete",
+        ));
+    }
+    for (name, width) in extra_norms(cfg, post, subln) {
+        let (si, info) = found
+            .remove(name.as_str())
+            .ok_or_else(|| CoreError::MissingTensor {
+                tensor: name.clone(),
+                expected: vec![width],
+                files: shards
+                    .iter()
+                    .map(|s| s.file.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let file = &shards[si].file;
+        if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) || info.shape != [width] {
+            return Err(CoreError::tensor(
+                file,
+                &name,
+                format!(
+                    "{} {:?}, expected a float gain of shape [{width}]",
+                    info.dtype.name(),
+                    info.shape
+                ),
+            ));
+        }
         out.push(TensorLocation {
             spec: ParamSpec {
                 name,

@@ -91,6 +91,46 @@ pub fn is_ignorable_extra(cfg: &ModelConfig, name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq") || (cfg.tie_word_embeddings && name == "lm_head.weight")
 }
 
+/// Checks the tensors of a model to export (`file`'s, name and shape each) against `cfg`: every
+/// parameter the config implies is there with its shape, and the only others are extra norm gains
+/// of their width. (A packed file's shapes are not covered by its checksum.)
+pub fn check_shapes<'a>(
+    file: &str,
+    cfg: &ModelConfig,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+) -> crate::Result<()> {
+    let table = param_table(cfg);
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, shape) in tensors {
+        let want = match table.iter().find(|p| p.name == name) {
+            Some(p) => p.shape.clone(),
+            None => match crate::cpu::model::extra_norm_width(cfg, name) {
+                Some(w) => vec![w],
+                None if is_ignorable_extra(cfg, name) => continue,
+                None => {
+                    return Err(crate::CoreError::tensor(
+                        file,
+                        name,
+                        "is no parameter of the model its config describes",
+                    ));
+                }
+            },
+        };
+        if shape != want.as_slice() {
+            return Err(crate::CoreError::tensor(
+                file,
+                name,
+                format!("shape {shape:?} disagrees with the config, which implies {want:?}"),
+            ));
+        }
+        seen.insert(name.to_string());
+    }
+    match table.iter().find(|p| !seen.contains(&p.name)) {
+        Some(p) => Err(crate::CoreError::tensor(file, &p.name, "is missing")),
+        None => Ok(()),
+    }
+}
+
 /// Number of parameters as transformers' `num_parameters()` counts them (tied weights once).
 pub fn parameter_count(cfg: &ModelConfig) -> u64 {
     param_table(cfg).iter().map(|p| p.numel() as u64).sum()

@@ -211,6 +211,9 @@ impl TrainSettings {
                 self.kd_weight
             ));
         }
+        if self.setup.act8 && self.setup.quantize_lm_head {
+            return bad("--act-bits 8 rounds the projections' inputs, not lm_head's: with --quantize-lm-head, transformers' BitLinear would round lm_head's input too; use one of them".into());
+        }
         let a = &self.adam;
         if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
             return bad(format!(
@@ -330,6 +333,7 @@ fn flag_of(field: &str) -> String {
     match field {
         "schedule" => "--lambda-schedule".into(),
         "post_attn_norm" => "--rmsnorm-post-attn".into(),
+        "act8" => "--act-bits 8".into(),
         "beta1" | "beta2" | "eps" => format!("AdamW {field}"),
         f => format!("--{}", f.replace('_', "-")),
     }

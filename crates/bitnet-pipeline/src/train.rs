@@ -351,6 +351,11 @@ pub async fn train<F: ModelFiles, S: Store>(
         .all_f32(base)
         .await
         .map_err(|e| PipelineError::input(base_name, e))?;
+    if let Some(name) = weights.keys().find(|n| is_extra_norm(n)) {
+        return Err(PipelineError::Invalid(format!(
+            "{base_name} carries trained extra-norm gains ({name}: a model this tool trained, or a llama.cpp `bitnet` GGUF); training from such a base is not supported yet — train from the original model"
+        )));
+    }
     // The extra norms' start (a resumed run computes it again for its manifest; its checkpoint
     // then holds the gains it trained).
     let mut norm_start = BTreeMap::new();

@@ -66,8 +66,7 @@ fn chat_template(packed: &Path) -> Option<String> {
 
 /// Runs the export of `a` and writes it; returns what was exported and the paths written.
 pub fn write(a: &Args) -> CliResult<(Exported, Vec<PathBuf>)> {
-    let packed =
-        packed_file(&a.src).filter(|_| a.format != Format::GgufF32 && a.format != Format::GgufF16);
+    let packed = packed_file(&a.src);
     let exported = match &packed {
         Some(file) => {
             let bytes = super::read(file)?;

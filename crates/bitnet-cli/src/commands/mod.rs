@@ -95,6 +95,10 @@ pub fn check_outputs(outputs: &[PathBuf], inputs: &[PathBuf], overwrite: bool) -
 
 /// The files of a folder (not its subfolders).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    // A model given as one file (a .gguf) is itself the input.
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -13,6 +13,7 @@ use crate::config::{ModelConfig, RopeScaling};
 use crate::cpu::model::{is_extra_norm, post_attn_norm_name};
 use crate::error::{CoreError, Result};
 use crate::packed::PackedModel;
+use crate::params::check_shapes;
 use crate::quant::Ternary;
 use crate::safetensors::Dtype;
 
@@ -95,6 +96,13 @@ pub fn export_gguf(
     }
     let cfg =
         ModelConfig::from_json_bytes(&format!("{file} (config)"), src.config_json.as_bytes())?;
+    check_shapes(
+        file,
+        &cfg,
+        src.tensors
+            .iter()
+            .map(|(n, s, _)| (n.as_str(), s.as_slice())),
+    )?;
     let has = |n: &str| src.tensors.iter().any(|(t, _, _)| t == n);
     if has(&post_attn_norm_name(0)) {
         return Err(CoreError::packed(
@@ -105,25 +113,15 @@ pub fn export_gguf(
     let subln = src.tensors.iter().any(|(t, _, _)| is_extra_norm(t));
     let arch = architecture(file, &cfg, subln)?;
     let permute = arch == "llama";
-    let any_ternary = src
-        .tensors
-        .iter()
-        .any(|(_, _, d)| matches!(d, Data::Ternary(_)));
     let mut w = GgufWriter::default();
-    let file_type = match (any_ternary, ternary, float) {
-        // llama_ftype: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32, MOSTLY_TQ1_0 = 36, MOSTLY_TQ2_0 = 37.
-        (true, GgmlType::TQ1_0, _) => 36,
-        (true, _, _) => 37,
-        (false, _, Some(GgmlType::F16)) => 1,
-        _ => 0,
-    };
-    metadata(&mut w, file, &cfg, arch, file_type)?;
+    metadata(&mut w, file, &cfg, arch)?;
     tokenizer(&mut w, file, src, &cfg)?;
     if let Some(t) = chat_template {
         w.set("tokenizer.chat_template", Value::Str(t.to_string()));
     }
 
     let mut fallback = Vec::new();
+    let mut matrices = Vec::new();
     for (name, shape, data) in &src.tensors {
         let g = gguf_name(name).ok_or_else(|| {
             CoreError::tensor(file, name, "has no counterpart in llama.cpp's tensor names")
@@ -138,13 +136,15 @@ pub fn export_gguf(
             None
         };
         let permuted = |v: Vec<f32>| match heads {
-            Some(h) => permute_rows(&v, shape[0], h, false),
-            None => v,
+            Some(h) => {
+                permute_rows(&v, shape[0], h, false).map_err(|m| CoreError::tensor(file, name, m))
+            }
+            None => Ok(v),
         };
         let cols = shape.iter().skip(1).product::<usize>();
         match data {
             Data::Ternary(t) => {
-                let codes: Vec<f32> = permuted(t.codes.iter().map(|&q| f32::from(q)).collect());
+                let codes: Vec<f32> = permuted(t.codes.iter().map(|&q| f32::from(q)).collect())?;
                 let d = half::f16::from_f32(t.scale);
                 if cols % QK_K == 0 {
                     let codes: Vec<i8> = codes.iter().map(|&q| q as i8).collect();
@@ -169,10 +169,31 @@ pub fn export_gguf(
                     (_, None, Dtype::BF16) => GgmlType::BF16,
                     _ => GgmlType::F32,
                 };
-                w.add(&g, shape, ty, encode(ty, &permuted(v.clone())));
+                w.add(&g, shape, ty, encode(ty, &permuted(v.clone())?));
+                if shape.len() > 1 {
+                    matrices.push(ty);
+                }
             }
         }
     }
+    // llama_ftype: of a ternary model the requested type (as llama.cpp's converter writes it,
+    // whatever fell back to F16), else the matrices' — MOSTLY_TQ1_0 = 36, MOSTLY_TQ2_0 = 37,
+    // MOSTLY_BF16 = 32, MOSTLY_F16 = 1, ALL_F32 = 0.
+    let any_ternary = src
+        .tensors
+        .iter()
+        .any(|(_, _, d)| matches!(d, Data::Ternary(_)));
+    let main = if any_ternary { vec![ternary] } else { matrices };
+    let file_type = [
+        (GgmlType::TQ1_0, 36),
+        (GgmlType::TQ2_0, 37),
+        (GgmlType::BF16, 32),
+        (GgmlType::F16, 1),
+    ]
+    .into_iter()
+    .find(|(t, _)| main.contains(t))
+    .map_or(0, |(_, id)| id);
+    w.set("general.file_type", Value::U32(file_type));
     Ok(GgufExport {
         bytes: w.finish(),
         architecture: arch.to_string(),
@@ -195,23 +216,18 @@ fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
     }
 }
 
-fn metadata(
-    w: &mut GgufWriter,
-    file: &str,
-    cfg: &ModelConfig,
-    arch: &str,
-    file_type: u32,
-) -> Result<()> {
+fn metadata(w: &mut GgufWriter, file: &str, cfg: &ModelConfig, arch: &str) -> Result<()> {
     let u = |v: usize| Value::U32(v as u32);
     w.set("general.architecture", Value::Str(arch.into()));
     w.set(
         "general.name",
         Value::Str(format!("{} (ternary, bitnet-studio)", cfg.architecture)),
     );
-    w.set("general.file_type", Value::U32(file_type));
     w.set("general.quantization_version", Value::U32(2));
     let k = |s: &str| format!("{arch}.{s}");
-    w.set(&k("context_length"), u(cfg.max_position_embeddings));
+    // The context this tool runs the model in: a sliding window no longer than it changes nothing
+    // (ModelConfig::context), which llama.cpp's Llama and Qwen2 do not apply.
+    w.set(&k("context_length"), u(cfg.context().0));
     w.set(&k("embedding_length"), u(cfg.hidden_size));
     w.set(&k("block_count"), u(cfg.num_hidden_layers));
     w.set(&k("feed_forward_length"), u(cfg.intermediate_size));
@@ -361,11 +377,17 @@ fn tokenizer(w: &mut GgufWriter, file: &str, src: &Source, cfg: &ModelConfig) ->
             w.set(&format!("tokenizer.ggml.{key}"), Value::U32(v as u32));
         }
     }
-    // Whether encoding adds BOS: the post-processor's single template starts with a special token.
-    let adds_bos = t["post_processor"]["single"]
-        .as_array()
-        .and_then(|s| s.first())
-        .is_some_and(|f| f.get("SpecialToken").is_some());
+    // Whether encoding adds BOS: the post-processor's single template (itself, or one of a
+    // Sequence's processors, as Llama 3 has it) starts with a special token.
+    let post = &t["post_processor"];
+    let adds_bos = std::iter::once(post)
+        .chain(post["processors"].as_array().into_iter().flatten())
+        .any(|p| {
+            p["single"]
+                .as_array()
+                .and_then(|s| s.first())
+                .is_some_and(|f| f.get("SpecialToken").is_some())
+        });
     w.set("tokenizer.ggml.add_bos_token", Value::Bool(adds_bos));
     w.set("tokenizer.huggingface.json", Value::Str(text.clone()));
     Ok(())
@@ -455,6 +477,11 @@ mod tests {
             "\"tie_word_embeddings\":true",
             "\"tie_word_embeddings\":false",
         );
+        untied.tensors.push((
+            "lm_head.weight".into(),
+            vec![4, 256],
+            Data::Float(vec![0.0; 1024], Dtype::F32),
+        ));
         // And back: the imported folder holds the SubLN gains and the same weights.
         let files = super::super::import::to_hf_files("m.gguf", &e.bytes).unwrap();
         let st = crate::safetensors::SafeTensors::parse(
@@ -526,7 +553,7 @@ mod tests {
                     None
                 };
                 let codes = match heads {
-                    Some(h) => permute_rows(&codes, shape[0], h, true),
+                    Some(h) => permute_rows(&codes, shape[0], h, true).unwrap(),
                     None => codes,
                 };
                 let want_codes: Vec<f32> = want.codes.iter().map(|&q| f32::from(q)).collect();
@@ -535,6 +562,43 @@ mod tests {
                 assert!(scales.contains(&d));
             }
         }
+    }
+
+    #[test]
+    fn shapes_that_disagree_with_the_config_are_refused_by_name() {
+        let mut src = source();
+        let k = src
+            .tensors
+            .iter_mut()
+            .find(|(n, _, _)| n.ends_with("k_proj.weight"))
+            .unwrap();
+        k.1 = vec![64, 256];
+        let e = export_gguf("m", &src, GgmlType::TQ2_0, None, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("k_proj.weight") && e.contains("disagrees"), "{e}");
+        let mut src = source();
+        src.tensors.retain(|(n, _, _)| !n.ends_with("model.norm.weight"));
+        let e = export_gguf("m", &src, GgmlType::TQ2_0, None, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("model.norm.weight") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn an_embedding_of_one_dimension_is_refused_on_import() {
+        let mut w = GgufWriter::default();
+        w.set("general.architecture", Value::Str("llama".into()));
+        w.set("llama.embedding_length", Value::U32(4));
+        w.set("llama.attention.head_count", Value::U32(2));
+        w.add("token_embd.weight", &[8], GgmlType::F32, vec![0; 32]);
+        let e = super::super::import::to_hf_files("x.gguf", &w.finish())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("token_embd.weight") && e.contains("x.gguf"), "{e}");
     }
 
     #[test]

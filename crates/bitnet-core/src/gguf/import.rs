@@ -68,7 +68,16 @@ pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>
     let embd = g
         .tensor("token_embd.weight")
         .ok_or_else(|| CoreError::tensor(file, "token_embd.weight", "missing"))?;
-    let vocab = embd.dims.get(1).copied().unwrap_or(0);
+    let vocab = match embd.dims[..] {
+        [_, v] if v > 0 => v,
+        _ => {
+            return Err(CoreError::tensor(
+                file,
+                "token_embd.weight",
+                format!("dims {:?} are not (hidden, vocab)", embd.dims),
+            ));
+        }
+    };
     let eps = m
         .f64(&k("attention.layer_norm_rms_epsilon"))?
         .unwrap_or(1e-5);
@@ -98,8 +107,11 @@ pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>
     match m.str(&k("rope.scaling.type"))? {
         None | Some("none") => {}
         Some("linear") => {
+            // (llama.cpp's converter writes linear with factor 1 for BitNet: no scaling.)
             let factor = m.f64(&k("rope.scaling.factor"))?.unwrap_or(1.0);
-            config["rope_scaling"] = json!({"rope_type": "linear", "factor": short(factor)});
+            if factor != 1.0 {
+                config["rope_scaling"] = json!({"rope_type": "linear", "factor": short(factor)});
+            }
         }
         Some(other) => {
             return Err(CoreError::Invalid(format!(
@@ -134,14 +146,8 @@ pub fn to_hf_files(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>
                 None
             };
             if let Some(h) = h {
-                if shape[0] % (2 * h as usize) != 0 {
-                    return Err(CoreError::tensor(
-                        file,
-                        &t.name,
-                        format!("{} rows are not {h} heads of an even size", shape[0]),
-                    ));
-                }
-                values = permute_rows(&values, shape[0], h as usize, true);
+                values = permute_rows(&values, shape[0], h as usize, true)
+                    .map_err(|m| CoreError::tensor(file, &t.name, m))?;
             }
         }
         tensors.push(OwnedTensor::f32(name, shape, &values));

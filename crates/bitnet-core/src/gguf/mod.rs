@@ -229,7 +229,8 @@ impl<'a> Cursor<'a> {
                         format!("an array of {n} elements is longer than the file"),
                     ));
                 }
-                let mut items = Vec::with_capacity(n as usize);
+                // (Capacity bounded: a lying count must not allocate before the bytes run out.)
+                let mut items = Vec::with_capacity(n.min(1 << 16) as usize);
                 for _ in 0..n {
                     items.push(self.value(ety, what, depth + 1)?);
                 }
@@ -562,7 +563,18 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// ggml's RoPE (rotating adjacent pairs) computes what transformers' `rotate_half` does: within each
 /// head, row `2i + j` of the result is row `j·d/2 + i` of the original (d = head dim). `heads` is
 /// the number of heads of the tensor (num_key_value_heads for k_proj).
-pub fn permute_rows(values: &[f32], rows: usize, heads: usize, inverse: bool) -> Vec<f32> {
+pub fn permute_rows(
+    values: &[f32],
+    rows: usize,
+    heads: usize,
+    inverse: bool,
+) -> std::result::Result<Vec<f32>, String> {
+    if rows == 0 || heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
+        return Err(format!("{rows} rows are not {heads} heads of an even size"));
+    }
+    if !values.len().is_multiple_of(rows) {
+        return Err(format!("{} values are not {rows} rows", values.len()));
+    }
     let cols = values.len() / rows;
     let d = rows / heads;
     let mut out = vec![0.0; values.len()];
@@ -577,7 +589,7 @@ pub fn permute_rows(values: &[f32], rows: usize, heads: usize, inverse: bool) ->
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -672,8 +684,11 @@ mod tests {
     fn permutation_is_llama_cpps_and_inverts() {
         // 2 heads of dim 4, one column: HF rows [a0 a1 | b0 b1] per head → ggml [a0 b0 a1 b1].
         let v: Vec<f32> = (0..8).map(|i| i as f32).collect();
-        let p = permute_rows(&v, 8, 2, false);
+        let p = permute_rows(&v, 8, 2, false).unwrap();
         assert_eq!(p, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
-        assert_eq!(permute_rows(&p, 8, 2, true), v);
+        assert_eq!(permute_rows(&p, 8, 2, true).unwrap(), v);
+        assert!(permute_rows(&v, 0, 2, false).is_err());
+        assert!(permute_rows(&v, 8, 3, false).is_err());
+        assert!(permute_rows(&v, 6, 3, false).is_err());
     }
 }

@@ -110,7 +110,8 @@ pub fn download_export(st: Studio, format: bitnet_pipeline::export::Format) {
             let key = format!("{TRAIN_FOLDER}/{}", bitnet_pipeline::load::PACKED_FILE);
             let bytes = stored(st, &key).await?;
             let name = st.store()?.display(&key);
-            let e = bitnet_pipeline::export::export_packed(&name, &bytes, format, None)
+            let chat = base_chat_template(st).await;
+            let e = bitnet_pipeline::export::export_packed(&name, &bytes, format, chat.as_deref())
                 .map_err(|e| e.to_string())?;
             if format.is_file() {
                 let file = format!("model.{}.gguf", format.name().trim_start_matches("gguf-"));
@@ -128,4 +129,15 @@ pub fn download_export(st: Studio, format: bitnet_pipeline::export::Format) {
         .await;
         report(st, r);
     });
+}
+
+/// The chat template of the model the run was trained from (its tokenizer_config.json), for the
+/// GGUF export's metadata.
+async fn base_chat_template(st: Studio) -> Option<String> {
+    use bitnet_core::ModelFiles;
+    let source = st.source.get_untracked()?;
+    source.size("tokenizer_config.json")?;
+    let bytes = source.read_all("tokenizer_config.json").await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("chat_template")?.as_str().map(str::to_string)
 }
