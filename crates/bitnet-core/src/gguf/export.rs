@@ -577,14 +577,21 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("k_proj.weight") && e.contains("disagrees"), "{e}");
+        assert!(
+            e.contains("k_proj.weight") && e.contains("disagrees"),
+            "{e}"
+        );
         let mut src = source();
-        src.tensors.retain(|(n, _, _)| !n.ends_with("model.norm.weight"));
+        src.tensors
+            .retain(|(n, _, _)| !n.ends_with("model.norm.weight"));
         let e = export_gguf("m", &src, GgmlType::TQ2_0, None, None)
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("model.norm.weight") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("model.norm.weight") && e.contains("missing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -598,7 +605,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("token_embd.weight") && e.contains("x.gguf"), "{e}");
+        assert!(
+            e.contains("token_embd.weight") && e.contains("x.gguf"),
+            "{e}"
+        );
     }
 
     #[test]
