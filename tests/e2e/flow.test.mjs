@@ -76,7 +76,22 @@ async function resultsAndDownloads(page, dir, tag) {
   const metrics = fs.readFileSync(await download(page, '#dl-metrics', dir), 'utf8').trim().split('\n');
   assert.equal(metrics.length, manifest.settings.steps, 'metrics.jsonl: a line per step (log every 1)');
   const hf = unzip(fs.readFileSync(await download(page, '#dl-hf', dir)));
-  assert.deepEqual([...hf.keys()].sort(), ['hf/config.json', 'hf/model.safetensors', 'hf/tokenizer.json']);
+  // A model with extra norms ships the modeling file that adds them (trust_remote_code).
+  const modeling = norms ? ['hf/modeling_bitnet_studio.py'] : [];
+  assert.deepEqual([...hf.keys()].sort(), ['hf/config.json', 'hf/model.safetensors', ...modeling, 'hf/tokenizer.json']);
+  // The exports for other tools, by the library `bitnet export` runs.
+  const hfb = unzip(fs.readFileSync(await download(page, '#dl-hf-bitnet', dir)));
+  assert.equal(JSON.parse(hfb.get('hf-bitnet/config.json')).quantization_config.quant_method, 'bitnet');
+  if (manifest.settings.setup.post_attn_norm) {
+    // No llama.cpp architecture has the post-attention norm: refused, saying how to get one.
+    await page.click('#dl-gguf');
+    await page.waitForFunction(
+      () => document.querySelector('#download-error')?.innerText.includes('--rmsnorm-post-attn 0'), null, { timeout: LONG });
+  } else {
+    const gguf = await download(page, '#dl-gguf', dir);
+    assert.equal(fs.readFileSync(gguf).subarray(0, 4).toString(), 'GGUF');
+    bitnet(['inspect', gguf]); // the native importer reads it
+  }
   const trit5 = await download(page, '#dl-trit5', dir);
   // The page's numbers are those of the file it hands out.
   const t = ternaryOf(packed, tag);

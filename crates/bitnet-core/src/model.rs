@@ -259,6 +259,14 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
             }
         }
     }
+    // Where a missing tensor was looked for.
+    let all_files = || {
+        shards
+            .iter()
+            .map(|s| s.file.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = Vec::with_capacity(table.len());
     for spec in table {
         let (si, info) =
@@ -267,11 +275,7 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
                 .ok_or_else(|| CoreError::MissingTensor {
                     tensor: spec.name.clone(),
                     expected: spec.shape.clone(),
-                    files: shards
-                        .iter()
-                        .map(|s| s.file.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    files: all_files(),
                 })?;
         let file = &shards[si].file;
         if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
@@ -323,11 +327,7 @@ fn locate(cfg: &ModelConfig, shards: &[Shard]) -> Result<Vec<TensorLocation>> {
             .ok_or_else(|| CoreError::MissingTensor {
                 tensor: name.clone(),
                 expected: vec![width],
-                files: shards
-                    .iter()
-                    .map(|s| s.file.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                files: all_files(),
             })?;
         let file = &shards[si].file;
         if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) || info.shape != [width] {
