@@ -386,34 +386,22 @@ impl OwnedTensor {
         dtype: Dtype,
     ) -> Result<Self> {
         let name = name.into();
-        let bytes: Vec<u8> = match dtype {
-            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Dtype::F16 => {
-                if let Some(i) = values
-                    .iter()
-                    .position(|&v| v.is_finite() && !half::f16::from_f32(v).is_finite())
-                {
-                    return Err(CoreError::Invalid(format!(
-                        "tensor `{name}`: element {i} is {}, outside F16's range (±65504); store it as bf16 or f32",
-                        values[i]
-                    )));
-                }
-                values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect()
-            }
-            Dtype::BF16 => values
+        if dtype == Dtype::F16
+            && let Some(i) = values
                 .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                .collect(),
-            other => {
-                return Err(CoreError::Invalid(format!(
-                    "tensor `{name}`: {} is not a floating-point dtype",
-                    other.name()
-                )));
-            }
-        };
+                .position(|&v| v.is_finite() && !half::f16::from_f32(v).is_finite())
+        {
+            return Err(CoreError::Invalid(format!(
+                "tensor `{name}`: element {i} is {}, outside F16's range (±65504); store it as bf16 or f32",
+                values[i]
+            )));
+        }
+        let bytes = float_bytes(values, dtype).ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "tensor `{name}`: {} is not a floating-point dtype",
+                dtype.name()
+            ))
+        })?;
         Ok(OwnedTensor {
             name,
             dtype,
@@ -421,6 +409,23 @@ impl OwnedTensor {
             bytes,
         })
     }
+}
+
+/// `values` as little-endian F32, F16 or BF16 bytes (16-bit values rounded to nearest even); None
+/// for a dtype that is not floating-point.
+pub fn float_bytes(values: &[f32], dtype: Dtype) -> Option<Vec<u8>> {
+    Some(match dtype {
+        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// `values` rounded to `dtype` and back (F16, BF16; other dtypes leave them as they are): what a

@@ -15,7 +15,7 @@ use crate::error::{CoreError, Result};
 use crate::packed::PackedModel;
 use crate::params::check_shapes;
 use crate::quant::Ternary;
-use crate::safetensors::Dtype;
+use crate::safetensors::{Dtype, float_bytes};
 
 /// What an export wrote.
 pub struct GgufExport {
@@ -201,19 +201,14 @@ pub fn export_gguf(
     })
 }
 
-/// `values` as F32, F16 or BF16 bytes.
+/// `values` as F32, F16 or BF16 bytes (the safetensors encodings; ggml's are the same).
 fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
-    match ty {
-        GgmlType::F16 => values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => values
-            .iter()
-            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let dtype = match ty {
+        GgmlType::F16 => Dtype::F16,
+        GgmlType::BF16 => Dtype::BF16,
+        _ => Dtype::F32,
+    };
+    float_bytes(values, dtype).expect("a floating-point dtype")
 }
 
 fn metadata(w: &mut GgufWriter, file: &str, cfg: &ModelConfig, arch: &str) -> Result<()> {
