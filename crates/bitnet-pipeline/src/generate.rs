@@ -2,7 +2,7 @@
 //! prefill and decode speeds (`bitnet generate`, the sample at the end of the demo, the app).
 
 use bitnet_core::sample::Sampling;
-use bitnet_gpu::generate::{GenerateOptions, Generator};
+use bitnet_gpu::generate::GenerateOptions;
 
 use crate::error::Result;
 use crate::load::Loaded;
@@ -51,8 +51,7 @@ pub async fn continue_prompt(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Continuation> {
     m.check_context(prompt_ids.len(), max_new_tokens)?;
-    let mut generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
-    generator.act8 = m.act8;
+    let generator = m.generator(ctx.gpu)?;
     let opts = GenerateOptions {
         max_new_tokens,
         sampling,

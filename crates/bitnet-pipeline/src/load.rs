@@ -13,6 +13,7 @@ use bitnet_core::selfgen::{ChatTemplate, eos_ids};
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_core::{Packing, cpu};
 use bitnet_gpu::Gpu;
+use bitnet_gpu::generate::Generator;
 use bitnet_gpu::packer::{PackOptions, pack_model};
 
 use crate::error::{PipelineError, Result};
@@ -93,6 +94,20 @@ impl Loaded {
             )));
         }
         Ok(())
+    }
+
+    /// The model on the GPU, ready to generate: its ternary projections packed, a BF16 model's
+    /// embedding and lm_head bf16, its extra norms, and W1.58A8's rounding when it was trained so.
+    pub fn generator(&self, gpu: &Gpu) -> Result<Generator> {
+        let mut g = Generator::new(
+            gpu,
+            &self.model.config,
+            &self.weights,
+            &self.codes,
+            &self.dtypes,
+        )?;
+        g.act8 = self.act8;
+        Ok(g)
     }
 
     /// Text of `ids` without special tokens.

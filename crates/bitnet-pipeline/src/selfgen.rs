@@ -15,7 +15,7 @@ use bitnet_core::selfgen::{
     Counts, Dedup, PROMPT_TOKENS, Templates, check, extract_response, prompt_text,
 };
 use bitnet_core::soft::{MAX_K, encode, sidecar_name};
-use bitnet_gpu::generate::{GenerateOptions, Generator};
+use bitnet_gpu::generate::GenerateOptions;
 use bitnet_gpu::soft::soft_labels;
 
 use crate::error::{PipelineError, Result};
@@ -245,8 +245,7 @@ pub async fn selfgen<S: Store>(
     } else {
         store.put(out, b"").await?;
     }
-    let mut generator = Generator::new(gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
-    generator.act8 = m.act8;
+    let generator = m.generator(gpu)?;
     let now = clock();
     let (mut tokens, mut ms) = (0usize, 0f64);
     while state.counts.kept < cfg.num && state.counts.attempts < max_attempts {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use bitnet_core::dataset::{Example, parse_jsonl, training_text};
 use bitnet_core::limits::at_least;
 use bitnet_core::sample::Sampling;
-use bitnet_gpu::generate::{GenerateOptions, Generator};
+use bitnet_gpu::generate::GenerateOptions;
 
 use crate::Ctx;
 use crate::error::{PipelineError, Result};
@@ -98,8 +98,7 @@ pub async fn task_accuracy(
             .map_err(|e| PipelineError::Invalid(format!("{file}, task {}: {e}", i + 1)))?;
         prompts.push((ids, budget));
     }
-    let mut generator = Generator::new(ctx.gpu, &m.model.config, &m.weights, &m.codes, &m.dtypes)?;
-    generator.act8 = m.act8;
+    let generator = m.generator(ctx.gpu)?;
     let mut answers = Vec::with_capacity(tasks.len());
     for (chunk, batch) in tasks.chunks(bsz).zip(prompts.chunks(bsz)) {
         ctx.control.between_steps().await?;
