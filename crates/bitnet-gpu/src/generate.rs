@@ -29,6 +29,7 @@ use crate::device::Gpu;
 use crate::error::GpuError;
 use crate::matmul::{GemmPlan, LinearShape};
 use crate::matvec::{Bf16Weight, MATVEC_ROWS, TernaryWeight};
+use crate::model::quantized;
 use crate::ops::Op;
 
 /// What to generate.
@@ -277,9 +278,7 @@ impl Generator {
         })
     }
 
-    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`: packed, matrix–vector or GEMM; x
-    /// rounded to 8 bits per row into `act_q` first when given (W1.58A8).
-    #[allow(clippy::too_many_arguments)]
+    /// y (rows, out) = x·Wᵀ (+ b) of the projection `name`: packed, matrix–vector or GEMM.
     fn linear(
         &self,
         gpu: &Gpu,
@@ -288,16 +287,9 @@ impl Generator {
         name: &str,
         has_bias: bool,
         x: &wgpu::Buffer,
-        act_q: Option<&wgpu::Buffer>,
         y: &wgpu::Buffer,
     ) {
         let wname = format!("{name}.weight");
-        let inp = match (self.ternary.get(&wname), self.weights.get(&wname)) {
-            (Some(t), _) => t.inp,
-            (None, Some((_, shape))) => shape[1] as u32,
-            _ => 0,
-        };
-        let x = crate::model::quantized(gpu, ops, act_q, rows, inp, x);
         let bias = has_bias.then(|| self.w(&format!("{name}.bias")));
         if let (Some(t), Some(scratch)) = (self.ternary.get(&wname), &self.unpacked) {
             ops.extend(gpu.ternary_linear(self.plan, rows, x, t, bias, scratch, y));
@@ -355,9 +347,11 @@ impl Generator {
             let att = format!("{pre}.self_attn");
             let g_in = self.w(&format!("{pre}.input_layernorm.weight"));
             ops.push(gpu.rmsnorm_forward(rows, h, eps, &w.x, g_in, &w.rstd, &w.n1));
+            // W1.58A8: each projection input rounded once, for every projection that reads it.
+            let n1 = quantized(gpu, &mut ops, act_q, rows, h, &w.n1);
             for (p, y) in [("q_proj", &w.q), ("k_proj", &w.k), ("v_proj", &w.v)] {
                 let name = format!("{att}.{p}");
-                self.linear(gpu, &mut ops, rows, &name, cfg.qkv_bias, &w.n1, act_q, y);
+                self.linear(gpu, &mut ops, rows, &name, cfg.qkv_bias, n1, y);
             }
             match pass {
                 Pass::Prefill => {
@@ -405,7 +399,8 @@ impl Generator {
                 &w.att
             };
             let o_name = format!("{att}.o_proj");
-            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, o_in, act_q, &w.o);
+            let o_in = quantized(gpu, &mut ops, act_q, rows, hq * d, o_in);
+            self.linear(gpu, &mut ops, rows, &o_name, cfg.o_bias, o_in, &w.o);
             if self.post_attn_norm {
                 let g = self.w(&post_attn_norm_name(l));
                 ops.push(gpu.rmsnorm_forward(rows, h, POST_ATTN_NORM_EPS, &w.o, g, &w.rstd, &w.on));
@@ -415,6 +410,7 @@ impl Generator {
             }
             let g_post = self.w(&format!("{pre}.post_attention_layernorm.weight"));
             ops.push(gpu.rmsnorm_forward(rows, h, eps, &w.x, g_post, &w.rstd, &w.n1));
+            let n2 = quantized(gpu, &mut ops, act_q, rows, h, &w.n1);
             let mlp = format!("{pre}.mlp");
             let bias = cfg.mlp_bias;
             self.linear(
@@ -423,8 +419,7 @@ impl Generator {
                 rows,
                 &format!("{mlp}.gate_proj"),
                 bias,
-                &w.n1,
-                act_q,
+                n2,
                 &w.gate,
             );
             self.linear(
@@ -433,8 +428,7 @@ impl Generator {
                 rows,
                 &format!("{mlp}.up_proj"),
                 bias,
-                &w.n1,
-                act_q,
+                n2,
                 &w.up,
             );
             ops.push(gpu.swiglu_forward(rows * inter, &w.gate, &w.up, &w.hact));
@@ -445,6 +439,7 @@ impl Generator {
             } else {
                 &w.hact
             };
+            let down_in = quantized(gpu, &mut ops, act_q, rows, inter, down_in);
             self.linear(
                 gpu,
                 &mut ops,
@@ -452,7 +447,6 @@ impl Generator {
                 &format!("{mlp}.down_proj"),
                 bias,
                 down_in,
-                act_q,
                 &w.o,
             );
             ops.push(gpu.accumulate(rows * h, &w.o, &w.x));
@@ -481,7 +475,7 @@ impl Generator {
         } else {
             "lm_head"
         };
-        self.linear(gpu, &mut ops, w.b, lm, false, &w.n1, None, &w.logits);
+        self.linear(gpu, &mut ops, w.b, lm, false, &w.n1, &w.logits);
         Ok(ops)
     }
 

@@ -453,7 +453,6 @@ impl GpuModel {
                       out: u32,
                       x: &wgpu::Buffer,
                       y: &wgpu::Buffer| {
-            let x = quantized(gpu, ops, act_q, n, inp, x);
             let shape = LinearShape { rows: n, inp, out };
             let wn = format!("{name}.weight");
             if let (Some(t), Some(scratch)) = (&self.param(&wn).packed, scratch) {
@@ -494,6 +493,8 @@ impl GpuModel {
             let pre = format!("model.layers.{l}");
             let g_in = w(&format!("{pre}.input_layernorm.weight"));
             ops.push(gpu.rmsnorm_forward(n, h, eps, &a.x[l], g_in, &la.rstd1, &la.n1));
+            // W1.58A8: each projection input rounded once, for every projection that reads it.
+            let n1 = quantized(gpu, &mut ops, act_q, n, h, &la.n1);
             let att = format!("{pre}.self_attn");
             linear(
                 &mut ops,
@@ -501,7 +502,7 @@ impl GpuModel {
                 cfg.qkv_bias,
                 h,
                 hq * d,
-                &la.n1,
+                n1,
                 &la.q,
             );
             linear(
@@ -510,7 +511,7 @@ impl GpuModel {
                 cfg.qkv_bias,
                 h,
                 hkv * d,
-                &la.n1,
+                n1,
                 &la.k,
             );
             linear(
@@ -519,7 +520,7 @@ impl GpuModel {
                 cfg.qkv_bias,
                 h,
                 hkv * d,
-                &la.n1,
+                n1,
                 &la.v,
             );
             ops.push(rope(false, hq, &la.q, &la.qr));
@@ -552,6 +553,7 @@ impl GpuModel {
                 }
                 None => &la.att,
             };
+            let o_in = quantized(gpu, &mut ops, act_q, n, hq * d, o_in);
             linear(
                 &mut ops,
                 &format!("{att}.o_proj"),
@@ -579,6 +581,7 @@ impl GpuModel {
             ops.push(gpu.add(n * h, &a.x[l], attn_out, &la.x_mid));
             let g_post = w(&format!("{pre}.post_attention_layernorm.weight"));
             ops.push(gpu.rmsnorm_forward(n, h, eps, &la.x_mid, g_post, &la.rstd2, &la.n2));
+            let n2 = quantized(gpu, &mut ops, act_q, n, h, &la.n2);
             let mlp = format!("{pre}.mlp");
             linear(
                 &mut ops,
@@ -586,7 +589,7 @@ impl GpuModel {
                 cfg.mlp_bias,
                 h,
                 inter,
-                &la.n2,
+                n2,
                 &la.gate,
             );
             linear(
@@ -595,7 +598,7 @@ impl GpuModel {
                 cfg.mlp_bias,
                 h,
                 inter,
-                &la.n2,
+                n2,
                 &la.up,
             );
             ops.push(gpu.swiglu_forward(n * inter, &la.gate, &la.up, &la.hact));
@@ -614,6 +617,7 @@ impl GpuModel {
                 }
                 None => &la.hact,
             };
+            let down_in = quantized(gpu, &mut ops, act_q, n, inter, down_in);
             linear(
                 &mut ops,
                 &format!("{mlp}.down_proj"),
@@ -718,7 +722,6 @@ impl GpuModel {
                            x: &wgpu::Buffer,
                            dy: &wgpu::Buffer,
                            dx: &wgpu::Buffer| {
-            let x = quantized(gpu, ops, act_q, n, inp, x);
             let wn = format!("{name}.weight");
             let p = self.param(&wn);
             let db = has_bias.then(|| &self.param(&format!("{name}.bias")).grad);
@@ -751,6 +754,8 @@ impl GpuModel {
                 Some(s) => (&s.h_n, &a.dgate),
                 None => (&la.hact, &a.dh),
             };
+            // (The projections' inputs rounded again, as the forward saw them: straight-through.)
+            let down_in = quantized(gpu, &mut ops, act_q, n, inter, down_in);
             linear_back(
                 &mut ops,
                 &format!("{mlp}.down_proj"),
@@ -768,13 +773,14 @@ impl GpuModel {
                 ));
             }
             ops.push(gpu.swiglu_backward(n * inter, &la.gate, &la.up, &a.dh, &a.dgate, &a.dup));
+            let n2 = quantized(gpu, &mut ops, act_q, n, h, &la.n2);
             linear_back(
                 &mut ops,
                 &format!("{mlp}.gate_proj"),
                 cfg.mlp_bias,
                 h,
                 inter,
-                &la.n2,
+                n2,
                 &a.dgate,
                 &a.dn,
             );
@@ -784,7 +790,7 @@ impl GpuModel {
                 cfg.mlp_bias,
                 h,
                 inter,
-                &la.n2,
+                n2,
                 &a.dup,
                 &a.tmp_h,
             );
@@ -825,6 +831,7 @@ impl GpuModel {
                 Some(s) => (&s.att_n, &a.dqr),
                 None => (&la.att, &a.datt),
             };
+            let o_in = quantized(gpu, &mut ops, act_q, n, hq * d, o_in);
             linear_back(
                 &mut ops,
                 &format!("{att}.o_proj"),
@@ -868,13 +875,14 @@ impl GpuModel {
             });
             ops.push(rope(true, hq, &a.dqr, &a.dq));
             ops.push(rope(true, hkv, &a.dkr, &a.dk));
+            let n1 = quantized(gpu, &mut ops, act_q, n, h, &la.n1);
             linear_back(
                 &mut ops,
                 &format!("{att}.q_proj"),
                 cfg.qkv_bias,
                 h,
                 hq * d,
-                &la.n1,
+                n1,
                 &a.dq,
                 &a.dn,
             );
@@ -884,7 +892,7 @@ impl GpuModel {
                 cfg.qkv_bias,
                 h,
                 hkv * d,
-                &la.n1,
+                n1,
                 &a.dk,
                 &a.tmp_h,
             );
@@ -895,7 +903,7 @@ impl GpuModel {
                 cfg.qkv_bias,
                 h,
                 hkv * d,
-                &la.n1,
+                n1,
                 &a.dv,
                 &a.tmp_h,
             );
